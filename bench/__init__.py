@@ -1,0 +1,1 @@
+"""LakeHound's benchmark suite: ``python -m bench.run [--smoke]`` (see bench/run.py)."""

@@ -1,0 +1,399 @@
+"""Run LakeHound's benchmark suite; write bench/results.json and bench/RESULTS.md.
+
+    python -m bench.run [--smoke] [--only batch scoring quality] [--sizes 1000000,10000000]
+                        [--reps N] [--out bench]
+
+Each benchmark runs in its own process (fresh JVM) while this process samples the
+resident memory of that process tree (:mod:`bench.memory`). Every figure is measured
+side by side with its baseline in the same run and reported as a ratio of medians
+of paired repetitions, because the machine is shared and noisy.
+
+``--smoke`` is what CI runs (seconds, no JVM): the scoring benchmark's in-process
+contenders (scikit-learn, the bundle, pandas end to end) on 5,000 rows and the
+quality benchmark on thyroid only, rendered like the full run. The Spark
+benchmarks need a JVM and a minute or more even on tiny data, so the smoke runs
+batch only if asked (``--smoke --only batch``, 2,000 rows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import machine
+from bench.common import RESULT_PREFIX
+from bench.memory import TreeSampler
+
+# ADBench's published ROC-AUC / PR-AUC x100 (../shared/data/README.md), next to the peers.
+PUBLISHED = {
+    ("cardio", "iforest"): "93.2 / 60.0",
+    ("thyroid", "iforest"): "98.3 / 63.1",
+    ("shuttle", "iforest"): "99.6 / 97.6",
+    ("cardio", "ecod"): "94.4 / 68.6",
+    ("thyroid", "ecod"): "97.8 / 54.1",
+    ("shuttle", "ecod"): "99.4 / 95.8",
+}
+BENCHMARKS = ["batch", "scoring", "quality", "streaming"]
+SMOKE_DEFAULT = ["scoring", "quality", "streaming"]
+BATCH_TARGET_10X = 11.0  # 10x the rows in at most 11x the time (linear)
+STREAMING_NOTE = (
+    "left out: no streaming latency function (lakehound/streaming, jobs/stream.py) "
+    "existed when the suite was run"
+)
+
+
+def run_worker(module: str, params: dict[str, Any], timeout: float = 7200) -> dict[str, Any]:
+    """Run ``python -m bench.<module>`` with memory sampling; its result plus peaks."""
+    env = dict(os.environ)
+    env.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    env.setdefault("PYSPARK_PYTHON", sys.executable)
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", f"bench.{module}", "--params", json.dumps(params)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    sampler = TreeSampler(proc.pid).start()
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        memory = sampler.stop()
+    lines = [ln for ln in out.splitlines() if ln.startswith(RESULT_PREFIX)]
+    if proc.returncode != 0 or not lines:
+        tail = "\n".join(err.splitlines()[-15:])
+        raise RuntimeError(f"bench.{module} failed (exit {proc.returncode}):\n{tail}")
+    result: dict[str, Any] = json.loads(lines[-1][len(RESULT_PREFIX) :])
+    result["memory"] = memory
+    result["wall_seconds"] = round(time.perf_counter() - start, 1)
+    return result
+
+
+def batch_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The batch runs (smallest first) and, with two sizes or more, the scaling from
+    the smallest to the largest."""
+    runs = sorted(runs, key=lambda r: r["rows"])
+    batch: dict[str, Any] = {"runs": runs}
+    if len(runs) >= 2:
+        a, b = runs[0], runs[-1]
+        batch["scaling"] = {
+            "from_rows": a["rows"],
+            "to_rows": b["rows"],
+            "rows_ratio": round(b["rows"] / a["rows"], 2),
+            "end_to_end_time_ratio": round(
+                b["seconds"]["end_to_end"] / a["seconds"]["end_to_end"], 2
+            ),
+            "stage_time_ratio": {
+                k: round(b["seconds"][k] / a["seconds"][k], 2)
+                for k in a["seconds"]
+                if a["seconds"][k] > 0
+            },
+            "driver_jvm_rss_ratio": round(
+                b["memory"]["peak_rss_jvm_mib"] / max(a["memory"]["peak_rss_jvm_mib"], 1), 2
+            ),
+        }
+        if "pandas" in a and "pandas" in b:
+            batch["scaling"]["pandas_end_to_end_time_ratio"] = round(
+                b["pandas"]["seconds"]["end_to_end"] / a["pandas"]["seconds"]["end_to_end"], 2
+            )
+    return batch
+
+
+def streaming_available() -> bool:
+    root = Path(__file__).resolve().parents[1]
+    return (root / "lakehound" / "streaming").is_dir() or (root / "jobs" / "stream.py").exists()
+
+
+def run_suite(args: argparse.Namespace) -> dict[str, Any]:
+    smoke = args.smoke
+    only = args.only or (SMOKE_DEFAULT if smoke else BENCHMARKS)
+    sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else None
+    if sizes is None:
+        sizes = [2_000] if smoke else [1_000_000, 10_000_000]
+    reps = args.reps or (1 if smoke else 3)
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="lakehound-bench-"))
+    results: dict[str, Any] = {"machine": machine.describe(), "smoke": smoke, "benchmarks": {}}
+    out = results["benchmarks"]
+    if "batch" in only:
+        runs = []
+        for n in sizes:
+            print(f"bench: batch {n:,} rows x {reps}", flush=True)
+            params = {"rows": n, "reps": reps, "workdir": str(work / f"batch_{n}")}
+            runs.append(run_worker("batch", params))
+        batch = batch_summary(runs)
+        out["batch"] = batch
+    if "scoring" in only:
+        n = 5_000 if smoke else args.scoring_rows
+        print(f"bench: scoring {n:,} rows x {reps}", flush=True)
+        out["scoring"] = run_worker(
+            "scoring",
+            {
+                "rows": n,
+                "reps": reps,
+                "spark": not smoke,
+                "synapseml": not smoke,
+                "workdir": str(work / "scoring"),
+            },
+        )
+    if "quality" in only:
+        print("bench: quality", flush=True)
+        out["quality"] = run_worker("quality", {"smoke": smoke})
+    if "streaming" in only:
+        if smoke or not streaming_available():
+            # The latency run (own broker, lakehouse, 30 s per rate) does not fit a smoke run.
+            note = "smoke run: see python -m bench.streaming" if smoke else STREAMING_NOTE
+            out["streaming"] = {"skipped": note}
+        else:
+            print("bench: streaming", flush=True)
+            params = {"rates": [1000, 5000], "seconds": 30, "workdir": str(work / "streaming")}
+            out["streaming"] = run_worker("streaming", params)
+    return results
+
+
+def _f(x: float, digits: int = 0) -> str:
+    return f"{x:,.{digits}f}"
+
+
+def _batch_markdown(batch: dict[str, Any]) -> list[str]:
+    runs = batch["runs"]
+    reps = sorted({r["reps"] for r in runs})
+    lines = [
+        "### Batch (generated transactions, local[2], median of "
+        + "/".join(str(x) for x in reps)
+        + " repetition(s))",
+        "",
+        "Rows per second (seconds) per stage. In local mode the driver and the executor "
+        "are one JVM: its peak RSS and used heap are both.",
+        "",
+        "| rows | count() | validate | featurize | train | score | write | end to end | "
+        "validate / count | peak JVM RSS (driver = executor) | peak JVM heap used | "
+        "peak Python workers RSS |",
+        "|---" * 12 + "|",
+    ]
+    for r in runs:
+        rps, sec = r["rows_per_second"], r["seconds"]
+        cells = [
+            f"{_f(rps[k])}/s ({sec[k]:.1f}s)"
+            for k in ["count", "validate", "featurize", "train", "score", "write", "end_to_end"]
+        ]
+        mem = r["memory"]
+        lines.append(
+            f"| {r['rows']:,} | " + " | ".join(cells) + f" | {r['validate_over_count']:.1f}x"
+            f" | {_f(mem['peak_rss_jvm_mib'])} MiB | {_f(r['peak_jvm_heap_used_mib'])} MiB"
+            f" | {_f(mem['peak_rss_python_workers_mib'])} MiB |"
+        )
+    with_pandas = [r for r in runs if "pandas" in r]
+    if with_pandas:
+        lines += [
+            "",
+            "Same raw files, same repetitions: the single-process pandas + scikit-learn "
+            "pipeline (`bench/pandas_pipeline.py`: 17 of the features, no window grid, "
+            "no dataset-level expectations), Parquet out.",
+            "",
+            "| rows | validate | featurize | train | score | write | end to end | "
+            "Spark end-to-end throughput / pandas | peak driver Python RSS (pandas) |",
+            "|---" * 9 + "|",
+        ]
+        for r in with_pandas:
+            p = r["pandas"]
+            cells = [
+                f"{_f(p['rows_per_second'][k])}/s ({p['seconds'][k]:.1f}s)"
+                for k in ["validate", "featurize", "train", "score", "write", "end_to_end"]
+            ]
+            lines.append(
+                f"| {r['rows']:,} | " + " | ".join(cells)
+                + f" | {r['spark_vs_pandas_end_to_end']:.2f}x"
+                f" | {_f(r['memory']['peak_rss_driver_python_mib'])} MiB |"
+            )  # fmt: skip
+    if "scaling" in batch:
+        sc = batch["scaling"]
+        verdict = (
+            f" (target at most {BATCH_TARGET_10X:g}x: "
+            + ("met" if sc["end_to_end_time_ratio"] <= BATCH_TARGET_10X else "missed")
+            + ")"
+            if abs(sc["rows_ratio"] - 10) < 1.5
+            else ""
+        )
+        lines += [
+            "",
+            f"Scaling {runs[0]['rows']:,} -> {runs[-1]['rows']:,} rows ({sc['rows_ratio']}x): "
+            f"end-to-end time {sc['end_to_end_time_ratio']}x{verdict}; per stage "
+            + ", ".join(f"{k} {x}x" for k, x in sc["stage_time_ratio"].items())
+            + f"; peak JVM RSS {sc['driver_jvm_rss_ratio']}x"
+            + (
+                f"; pandas end to end {sc['pandas_end_to_end_time_ratio']}x"
+                if "pandas_end_to_end_time_ratio" in sc
+                else ""
+            )
+            + ".",
+        ]
+    if batch.get("note"):
+        lines += ["", str(batch["note"])]
+    lines.append("")
+    return lines
+
+
+def _scoring_markdown(s: dict[str, Any]) -> list[str]:
+    rps = s["rows_per_second"]
+    lines = [
+        f"### Scoring, one core ({s['rows']:,} rows x {s['features']} features, Isolation "
+        f"Forest 100 trees / 256 samples, median of {s['reps']})",
+        "",
+        "| contender | rows/s | ratio |",
+        "|---|---|---|",
+        f"| scikit-learn `score_samples`, one process (baseline) | {_f(rps['sklearn'])} | 1.00 |",
+    ]
+    if "spark_udf" in rps:
+        lines += [
+            f"| LakeHound pandas-UDF path (`score_column`, local[1]) | {_f(rps['spark_udf'])} | "
+            f"{s['udf_vs_sklearn']:.2f}x of sklearn (target >= 0.8) |",
+            f"| pandas UDF calling only `score_samples` (local[1]) | {_f(rps['spark_udf_bare'])} "
+            f"| {s['bare_udf_vs_sklearn']:.2f}x of sklearn |",
+        ]
+    if "bundle" in rps:
+        batch = s.get("arrow_batch_size", 10_000)
+        lines.append(
+            f"| `ModelBundle.score_arrays` in one process, {batch:,}-row batches, no Spark "
+            f"| {_f(rps['bundle'])} | {s['bundle_vs_sklearn']:.2f}x of sklearn |"
+        )
+    if "synapseml" in rps:
+        lines.append(
+            f"| SynapseML JVM Isolation Forest (local[1]) | {_f(rps['synapseml'])} | "
+            f"{s['synapseml_vs_udf']:.2f}x of the pandas-UDF path |"
+        )
+    lines.append(
+        f"| pandas + scikit-learn, one process: read Parquet -> score -> write Parquet | "
+        f"{_f(rps['pandas_e2e'])} | baseline |"
+    )
+    if "spark_e2e" in rps:
+        lines.append(
+            f"| Spark local[1]: read Parquet -> `score_column` -> write Parquet | "
+            f"{_f(rps['spark_e2e'])} | {s['spark_e2e_vs_pandas_e2e']:.2f}x of pandas |"
+        )
+    if s.get("note"):
+        lines += ["", str(s["note"])]
+    lines.append("")
+    return lines
+
+
+def to_markdown(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    v = m["versions"]
+    lines = [
+        f"Measured {m['date_utc']} on {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, "
+        f"{m['os']}, load average {m['load_avg_1m_at_start']} at start (machine shared with "
+        f"other jobs); Python {m['python']}, {m['java']}, pyspark {v['pyspark']}, "
+        f"delta-spark {v['delta-spark']}, synapseml {v['synapseml']}, scikit-learn "
+        f"{v['scikit-learn']}, numpy {v['numpy']}, pandas {v['pandas']}, pyarrow {v['pyarrow']}, "
+        f"pyod {v['pyod']}."
+        + (" SMOKE RUN (tiny sizes, not representative)." if results["smoke"] else ""),
+        "",
+    ]
+    if results.get("merged_from"):
+        lines += [
+            "Benchmarks measured in separate invocations started at "
+            + ", ".join(results["merged_from"])
+            + " (machine described as at the first).",
+            "",
+        ]
+    b = results["benchmarks"]
+    if "batch" in b:
+        lines += _batch_markdown(b["batch"])
+    if "scoring" in b:
+        lines += _scoring_markdown(b["scoring"])
+    if "quality" in b:
+        q = b["quality"]
+        if "markdown" in q:
+            lines += [q["markdown"].replace("## Detection quality", "### Detection quality"), ""]
+        else:
+            lines += ["### Detection quality (ADBench ROC-AUC / PR-AUC x100)", ""]
+            lines += ["| data | detector | ROC-AUC | PR-AUC |", "|---|---|---|---|"]
+            for r in q["adbench"]["results"]:
+                lines.append(
+                    f"| {r['dataset']} | {r['detector']} | {r['roc_auc']:.1f} | {r['pr_auc']:.1f} |"
+                )
+            lines.append("")
+        if isinstance(q.get("pyod"), list):
+            lines += ["PyOD peers on the same splits (ROC-AUC / PR-AUC x100):", ""]
+            lines += [
+                "| data | detector | ROC-AUC | PR-AUC | ADBench published ROC / PR |",
+                "|---|---|---|---|---|",
+            ]
+            for r in q["pyod"]:
+                pub = PUBLISHED.get((r["dataset"], r["detector"].removeprefix("pyod_")), "-")
+                lines.append(
+                    f"| {r['dataset']} | {r['detector']} | {r['roc_auc']:.1f} | {r['pr_auc']:.1f} "
+                    f"| {pub} |"
+                )
+            lines.append("")
+        else:
+            lines += [str(q.get("pyod")), ""]
+    if "streaming" in b:
+        lines += [f"### Streaming latency: {b['streaming'].get('skipped', '')}", ""]
+        for r in b["streaming"].get("runs", []):
+            lines.append(
+                f"- {r['rate']:,} events/s: p50 {r['p50_seconds']} s, p99 {r['p99_seconds']} s,"
+                f" sustained {r['sustained']}"
+            )
+    return "\n".join(lines)
+
+
+def merge(paths: list[str]) -> dict[str, Any]:
+    parts = [json.loads(Path(p).read_text(encoding="utf-8")) for p in paths]
+    merged: dict[str, Any] = {
+        "machine": parts[0]["machine"],
+        "smoke": any(x["smoke"] for x in parts),
+        "benchmarks": {},
+        "merged_from": [x["machine"]["date_utc"] for x in parts],
+    }
+    runs: dict[int, dict[str, Any]] = {}
+    for part in parts:
+        for name, bench in part["benchmarks"].items():
+            if name == "batch":
+                # Sizes measured in separate invocations add up (a later run of a size wins).
+                runs.update({r["rows"]: r for r in bench["runs"]})
+            else:
+                merged["benchmarks"][name] = bench
+    if runs:
+        merged["benchmarks"]["batch"] = batch_summary(list(runs.values()))
+    return merged
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--smoke", action="store_true", help="tiny sizes, seconds: what CI runs")
+    p.add_argument("--only", nargs="+", choices=BENCHMARKS, help="run only these benchmarks")
+    p.add_argument("--sizes", help="batch sizes in rows, comma separated (default 1M,10M)")
+    p.add_argument("--reps", type=int, help="repetitions per figure (default 3, smoke 1)")
+    p.add_argument("--scoring-rows", type=int, default=1_000_000)
+    p.add_argument("--out", default="bench", help="directory for results.json and RESULTS.md")
+    p.add_argument("--workdir", help="scratch directory (default: a new temp dir)")
+    p.add_argument(
+        "--merge",
+        nargs="+",
+        metavar="RESULTS_JSON",
+        help="run nothing: combine the benchmarks of earlier results.json files (later wins) "
+        "and re-render, e.g. when parts of the suite ran as separate invocations",
+    )
+    args = p.parse_args(argv)
+    results = merge(args.merge) if args.merge else run_suite(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    (out / "RESULTS.md").write_text(to_markdown(results), encoding="utf-8")
+    print(f"bench: wrote {out / 'results.json'} and {out / 'RESULTS.md'}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,214 @@
+"""Live-scoring latency: produce to Kafka at a fixed rate, measure until the event's
+scores and alerts are committed in Delta.
+
+    python -m bench.streaming --params '{"rates": [1000, 5000], "seconds": 30}'
+
+Starts its own KRaft broker (scripts/kafka/kafka.sh, jars from `make kafka-setup`) and
+a tiny trained lakehouse, then for each rate: a console producer (its own JVM) is fed
+JSON events paced from this process, which records each event's send time; the
+scoring query (jobs.stream, same code as production, in this process) records the
+wall clock at which each micro-batch's MERGE into ``scores``/``alerts`` committed.
+Latency of an event = commit time of its batch (from its ``run_id`` in ``scores``)
+- its send time. "Sustained" means the last batches' offsets-behind did not grow.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+KAFKA_SH = ROOT / "scripts" / "kafka" / "kafka.sh"
+ACCOUNTS, MERCHANTS = 200, 50
+START = dt.datetime(2024, 1, 4)
+
+
+def free_port() -> int:
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        with socket.socket() as s2:
+            try:
+                s2.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free pair of ports")
+
+
+def event(i: int, prefix: str, rnd: random.Random) -> str:
+    return json.dumps(
+        {
+            "transaction_id": f"{prefix}{i}",
+            "account_id": f"acct-{rnd.randrange(ACCOUNTS):06d}",
+            "merchant_id": f"m-{rnd.randrange(MERCHANTS):05d}",
+            "merchant_category": "grocery",
+            "amount": 90_000.0 if i % 100 == 99 else round(rnd.uniform(5, 120), 2),
+            "currency": "EUR",
+            "country": "DE",
+            "channel": "pos",
+            "event_ts": (START + dt.timedelta(milliseconds=10 * i)).isoformat() + "Z",
+        }
+    )
+
+
+def build_lakehouse(spark: Any, cfg: Any) -> None:
+    """History in ``validated`` (3 days), then the batch featurize and train jobs."""
+    from jobs import featurize, train
+    from lakehound import io
+    from lakehound.cli import RunContext
+    from schemas.outputs import validated_contract
+    from schemas.transactions import TRANSACTIONS
+
+    rnd = random.Random(7)
+    rows = []
+    for day in range(3):
+        for a in range(ACCOUNTS):
+            for k in range(3):
+                ts = dt.datetime(2024, 1, 1 + day, 8 + 4 * k, rnd.randrange(60))
+                rows.append((f"h{day}-{a}-{k}", f"acct-{a:06d}", f"m-{rnd.randrange(MERCHANTS):05d}",
+                             "grocery", round(rnd.uniform(5, 120), 2), "EUR", "DE", "pos", ts,
+                             ts.date(), "history"))  # fmt: skip
+    df = spark.createDataFrame(rows, validated_contract(TRANSACTIONS).schema())
+    df.write.format("delta").partitionBy("event_date").save(io.table_path(cfg, "validated"))
+    featurize.run(spark, cfg, RunContext("featurize", None))
+    train.run(spark, cfg, RunContext("train", None))
+
+
+def produce(bootstrap: str, topic: str, prefix: str, rate: int, seconds: float) -> dict[str, float]:
+    """Feed a console producer ``rate`` events/s for ``seconds``; event id -> send time."""
+    proc = subprocess.Popen(
+        ["java", "-Xmx256m", "-cp", str(ROOT / ".cache" / "kafka" / "*"), "kafka.tools.ConsoleProducer",
+         "--bootstrap-server", bootstrap, "--topic", topic,
+         "--producer-property", "linger.ms=5", "--producer-property", "acks=1"],
+        stdin=subprocess.PIPE, text=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert proc.stdin is not None
+    rnd = random.Random(rate)
+    sent: dict[str, float] = {}
+    start = time.time()
+    tick = 0.05  # send in 50 ms slices
+    i = 0
+    while time.time() - start < seconds:
+        due = int((time.time() - start + tick) * rate)
+        lines = []
+        while i < due:
+            lines.append(event(i, prefix, rnd))
+            i += 1
+        now = time.time()
+        proc.stdin.write("\n".join(lines) + "\n" if lines else "")
+        proc.stdin.flush()
+        for j in range(i - len(lines), i):
+            sent[f"{prefix}{j}"] = now
+        time.sleep(max(0.0, start + (i / rate) - time.time()))
+    proc.stdin.close()
+    proc.wait(60)
+    return sent
+
+
+def quantile(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
+
+
+def measure(spark: Any, cfg: Any, rate: int, seconds: float, bootstrap: str) -> dict[str, Any]:
+    from jobs import stream
+    from lakehound.cli import RunContext
+    from lakehound.streaming.batch import BatchScorer
+    from schemas.registry import get_contract
+
+    topic = f"bench_{rate}"
+    prefix = f"R{rate}-"
+    run_cfg = cfg.model_copy(update={"stream": cfg.stream.model_copy(update={"topic": topic})})
+    ctx = RunContext("stream", None)
+    scorer = BatchScorer(run_cfg, get_contract(cfg.validation.contract), query_run=ctx.run_id)
+    runner = threading.Thread(
+        target=stream.run,
+        args=(spark, run_cfg, ctx),
+        kwargs={"timeout": seconds + 60, "scorer": scorer},
+        daemon=True,
+    )  # fmt: skip
+    runner.start()
+    time.sleep(20)  # the queries start and the first (empty) batches warm up
+    sent = produce(bootstrap, topic, prefix, rate, seconds)
+    runner.join(seconds + 120)
+    from pyspark.sql import functions as F
+
+    from lakehound import io
+
+    batches = {
+        r["run_id"]: r["n"]
+        for r in io.read_table(spark, cfg, "scores")
+        .where(F.col("event_id").startswith(prefix) & (F.col("detector") == "ensemble"))
+        .groupBy("run_id").agg(F.collect_list("event_id").alias("n")).collect()
+    }  # fmt: skip
+    lat = []
+    committed = 0
+    for run_id, ids in batches.items():
+        batch_id = int(run_id.rsplit("-", 1)[1])
+        done = scorer.by_batch.get(batch_id, {}).get("committed_at")
+        if done is None:
+            continue
+        for e in ids:
+            if e in sent:
+                lat.append(done - sent[e])
+                committed += 1
+    durations = [c["seconds"] for c in scorer.by_batch.values() if c.get("rows")]
+    return {
+        "rate": rate,
+        "produced": len(sent),
+        "scored_within_run": committed,
+        "p50_seconds": round(quantile(lat, 0.5), 3),
+        "p99_seconds": round(quantile(lat, 0.99), 3),
+        "max_seconds": round(max(lat), 3) if lat else None,
+        "batches": len(durations),
+        "median_batch_seconds": round(quantile(durations, 0.5), 3),
+        "sustained": committed >= 0.99 * len(sent) and quantile(lat, 0.99) < max(10.0, seconds / 3),
+    }
+
+
+def main() -> None:
+    from bench.common import emit, worker_args
+
+    params = worker_args()
+    rates = [int(r) for r in params.get("rates", [1000, 5000])]
+    seconds = float(params.get("seconds", 30))
+    work = Path(params.get("workdir") or tempfile.mkdtemp(prefix="lakehound-bench-stream-"))
+    port = free_port()
+    env = {**os.environ, "KAFKA_PORT": str(port)}
+    subprocess.run([str(KAFKA_SH), "start", str(work / "kafka")], env=env, check=True, timeout=120)
+    try:
+        from lakehound.config import load_config
+        from lakehound.session import build_session
+
+        cfg = load_config(ROOT / "conf" / "transactions.yaml", [
+            f"lakehouse={work / 'lakehouse'}", "spark.master=local[2]", "spark.shuffle_partitions=2",
+            "spark.log_level=ERROR", "train.train_days=2", "train.tuning.enabled=false",
+            "train.supervised.enabled=false", "stream.source=kafka",
+            f"stream.bootstrap_servers=127.0.0.1:{port}", "stream.trigger_interval=0 seconds",
+            "stream.progress_seconds=5",
+        ])  # fmt: skip
+        spark = build_session(cfg.spark, app_name="lakehound-bench-streaming")
+        build_lakehouse(spark, cfg)
+        runs = [measure(spark, cfg, r, seconds, f"127.0.0.1:{port}") for r in rates]
+        sustained = [r["rate"] for r in runs if r["sustained"]]
+        emit({"runs": runs, "seconds_per_rate": seconds,
+              "highest_sustained_rate": max(sustained) if sustained else None})  # fmt: skip
+    finally:
+        subprocess.run([str(KAFKA_SH), "stop", str(work / "kafka")], env=env, timeout=120)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    main()

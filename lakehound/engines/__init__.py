@@ -1,0 +1,1 @@
+"""Scoring engines that run outside Python workers (JVM-native)."""

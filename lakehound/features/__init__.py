@@ -1,0 +1,1 @@
+"""Feature engineering: point-in-time correct Spark features and the one feature registry."""

@@ -1,0 +1,1 @@
+"""Spark-native, seed-deterministic generators of labelled synthetic data."""

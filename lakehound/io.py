@@ -1,0 +1,141 @@
+"""All reads and writes of LakeHound go through here.
+
+Table convention: every table lives at ``<lakehouse>/<dataset>/<table>`` and is
+registered in the catalog as ``<dataset>.<table>``. Writes of date-partitioned
+tables replace exactly the dates of the run (Delta ``replaceWhere``), so re-running
+a date never duplicates output and never touches other dates.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import StructType
+
+from lakehound.config import Config, InputSettings
+from lakehound.errors import InputError
+
+DATE_COL = "event_date"
+
+
+def table_path(cfg: Config, table: str) -> str:
+    base = cfg.lakehouse
+    if "://" not in base:
+        base = str(Path(base).resolve())
+    return f"{base}/{cfg.dataset}/{table}"
+
+
+def table_name(cfg: Config, table: str) -> str:
+    return f"{cfg.dataset}.{table}"
+
+
+def table_exists(spark: SparkSession, cfg: Config, table: str) -> bool:
+    from delta.tables import DeltaTable
+
+    return bool(DeltaTable.isDeltaTable(spark, table_path(cfg, table)))
+
+
+def read_table(spark: SparkSession, cfg: Config, table: str) -> DataFrame:
+    path = table_path(cfg, table)
+    if not table_exists(spark, cfg, table):
+        raise InputError(f"Delta table {table_name(cfg, table)} not found at {path}")
+    return spark.read.format("delta").load(path)
+
+
+def register(spark: SparkSession, cfg: Config, table: str) -> None:
+    """Register ``<dataset>.<table>`` in the session catalog, pointing at its path."""
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS `{cfg.dataset}`")
+    spark.sql(
+        f"CREATE TABLE IF NOT EXISTS `{cfg.dataset}`.`{table}` USING DELTA "
+        f"LOCATION '{table_path(cfg, table)}'"
+    )
+
+
+def date_predicate(dates: Sequence[dt.date], column: str = DATE_COL) -> str:
+    if not dates:
+        raise ValueError("date_predicate needs at least one date")
+    listed = ", ".join(f"DATE'{d.isoformat()}'" for d in sorted(set(dates)))
+    return f"{column} IN ({listed})"
+
+
+def replace_dates(
+    df: DataFrame,
+    cfg: Config,
+    table: str,
+    dates: Sequence[dt.date],
+    *,
+    partition_col: str = DATE_COL,
+) -> None:
+    """Atomically replace the given dates of a date-partitioned Delta table with ``df``.
+
+    Rows of ``df`` outside ``dates`` are a bug in the caller; Delta's replaceWhere
+    constraint check rejects them rather than silently writing them.
+    """
+    spark = df.sparkSession
+    (
+        df.write.format("delta")
+        .mode("overwrite")
+        .partitionBy(partition_col)
+        .option("replaceWhere", date_predicate(dates, partition_col))
+        .save(table_path(cfg, table))
+    )
+    register(spark, cfg, table)
+
+
+def overwrite(df: DataFrame, cfg: Config, table: str) -> None:
+    df.write.format("delta").mode("overwrite").save(table_path(cfg, table))
+    register(df.sparkSession, cfg, table)
+
+
+def append(df: DataFrame, cfg: Config, table: str) -> None:
+    df.write.format("delta").mode("append").save(table_path(cfg, table))
+    register(df.sparkSession, cfg, table)
+
+
+def input_paths(settings: InputSettings, dates: Sequence[dt.date] | None) -> list[str]:
+    """The files a run reads: one partition directory per date, or the whole path."""
+    if not settings.path:
+        raise InputError("input.path is empty; set it in the dataset config or with --set")
+    if "://" in settings.path:
+        base = settings.path
+        if dates and settings.partitioned_by_date:
+            return [f"{base}/{DATE_COL}={d.isoformat()}" for d in dates]
+        return [base]
+    root = Path(settings.path)
+    if not root.exists():
+        raise InputError(f"input path does not exist: {root}")
+    if dates and settings.partitioned_by_date:
+        paths = [root / f"{DATE_COL}={d.isoformat()}" for d in dates]
+        missing = [str(p) for p in paths if not p.exists()]
+        if missing:
+            raise InputError(f"no input partition for the run date: {missing[0]}")
+        return [str(p) for p in paths]
+    return [str(root)]
+
+
+def read_input(
+    spark: SparkSession,
+    settings: InputSettings,
+    schema: StructType,
+    dates: Sequence[dt.date] | None = None,
+) -> DataFrame:
+    """Read raw input with the contract's schema; never ``inferSchema``."""
+    paths = input_paths(settings, dates)
+    reader = spark.read.options(**settings.options)
+    if settings.partitioned_by_date:
+        # The date directories are a storage layout, not data: the event date is
+        # derived from the event timestamp, so no partition column is inferred.
+        reader = reader.option("recursiveFileLookup", "true")
+    if settings.format == "delta":
+        return reader.format("delta").load(paths[0])
+    if settings.format in ("csv", "json"):
+        reader = reader.schema(schema)
+        if settings.format == "csv":
+            reader = reader.option("header", settings.options.get("header", "true"))
+        return reader.format(settings.format).load(paths)
+    if settings.format == "text":
+        return reader.format("text").load(paths)
+    return reader.schema(schema).format("parquet").load(paths)

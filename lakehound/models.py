@@ -1,0 +1,254 @@
+"""The model registry: artifacts on lakehouse storage plus the Delta ``models`` table.
+
+An artifact is a directory written once at ``<lakehouse>/<dataset>/_models/
+<detector>/<version>/`` (``model.pkl`` for a Python bundle, a Spark ML pipeline
+plus ``meta.json`` for a JVM engine). Its checksum (SHA-256 over every file's
+relative path and content) is recorded in ``<dataset>.models`` together with its
+lineage (feature list, feature-registry version, training table and its Delta
+version). Loading verifies the checksum first and refuses anything else, so
+nothing the registry does not vouch for is unpickled or loaded.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import pickle
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pyspark.sql import Row, SparkSession
+from pyspark.sql import functions as F
+
+from lakehound import io
+from lakehound.config import Config
+from lakehound.errors import ModelError
+
+if TYPE_CHECKING:
+    from udfs.bundle import ModelBundle
+
+MODELS = "models"
+STATUSES = ("candidate", "production", "archived")
+MODELS_SCHEMA = (
+    "version string, detector string, params string, features array<string>, "
+    "feature_registry_version string, training_table string, training_table_version long, "
+    "training_dates string, metrics map<string,double>, artifact_path string, "
+    "artifact_sha256 string, status string, created_at timestamp"
+)
+
+
+def artifact_digest(root: Path) -> str:
+    """SHA-256 over the relative path and content of every file under ``root``."""
+    if not root.is_dir():
+        raise FileNotFoundError(root)
+    digest = hashlib.sha256()
+    for f in sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        digest.update(str(f.relative_to(root)).encode())
+        digest.update(hashlib.sha256(f.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    version: str
+    detector: str
+    features: list[str]
+    artifact_path: str
+    sha256: str
+    status: str
+    # Lineage, for drift (the training window) and evaluation reports.
+    training_table: str = ""
+    training_table_version: int = -1
+    training_dates: str = ""
+    metrics: dict[str, float] | None = None
+
+    def verified_dir(self) -> Path:
+        """The artifact directory, only if its content matches the registered checksum."""
+        root = Path(self.artifact_path)
+        try:
+            digest = artifact_digest(root)
+        except FileNotFoundError:
+            raise ModelError(
+                f"model {self.detector} version {self.version}: artifact missing at {root}"
+            ) from None
+        if digest != self.sha256:
+            raise ModelError(
+                f"model {self.detector} version {self.version}: artifact {root} has checksum "
+                f"{digest[:12]}..., registry recorded {self.sha256[:12]}...; refusing to load"
+            )
+        return root
+
+    def read_verified(self) -> bytes:
+        """The pickled Python bundle's bytes, after the checksum check."""
+        path = self.verified_dir() / "model.pkl"
+        if not path.exists():
+            raise ModelError(f"model {self.detector} version {self.version}: no {path}")
+        return path.read_bytes()
+
+    def load(self) -> ModelBundle:
+        from udfs.bundle import ModelBundle
+
+        bundle = pickle.loads(self.read_verified())
+        if not isinstance(bundle, ModelBundle):
+            raise ModelError(
+                f"model {self.detector} version {self.version}: artifact {self.artifact_path} "
+                "is not a LakeHound model bundle"
+            )
+        return bundle
+
+
+def new_version(now: dt.datetime | None = None) -> str:
+    now = now or dt.datetime.now(dt.UTC)
+    return now.strftime("v%Y%m%dT%H%M%S%fZ")
+
+
+@dataclass(frozen=True)
+class Lineage:
+    feature_registry_version: str
+    training_table: str
+    training_table_version: int
+    training_dates: str
+
+
+def register_artifact(
+    spark: SparkSession,
+    cfg: Config,
+    *,
+    detector: str,
+    version: str,
+    params: dict[str, Any],
+    features: list[str],
+    metrics: dict[str, float],
+    write: Callable[[Path], None],
+    lineage: Lineage,
+    status: str = "production",
+) -> RegisteredModel:
+    """Write an artifact directory with ``write``, checksum it, record it.
+
+    Registering a production model archives the previous production version of the
+    same detector; a candidate leaves production alone until it is promoted.
+    """
+    if status not in STATUSES:
+        raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
+    root = Path(io.table_path(cfg, "_models")) / detector / version
+    root.mkdir(parents=True, exist_ok=True)
+    write(root)
+    sha = artifact_digest(root)
+    row = Row(
+        version=version,
+        detector=detector,
+        params=json.dumps(params, sort_keys=True, default=str),
+        features=features,
+        feature_registry_version=lineage.feature_registry_version,
+        training_table=lineage.training_table,
+        training_table_version=lineage.training_table_version,
+        training_dates=lineage.training_dates,
+        metrics={k: float(v) for k, v in metrics.items()},
+        artifact_path=str(root),
+        artifact_sha256=sha,
+        status=status,
+        created_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),
+    )
+    if status == "production" and io.table_exists(spark, cfg, MODELS):
+        from delta.tables import DeltaTable
+
+        DeltaTable.forPath(spark, io.table_path(cfg, MODELS)).update(
+            (F.col("detector") == detector) & (F.col("status") == "production"),
+            {"status": F.lit("archived")},
+        )
+    io.append(spark.createDataFrame([row], MODELS_SCHEMA), cfg, MODELS)
+    return RegisteredModel(version, detector, features, str(root), sha, status)
+
+
+def register(
+    spark: SparkSession, cfg: Config, bundle: ModelBundle, lineage: Lineage,
+    status: str = "production",
+) -> RegisteredModel:  # fmt: skip
+    """Register a Python :class:`ModelBundle` (pickled as ``model.pkl``)."""
+    payload = pickle.dumps(bundle, protocol=pickle.HIGHEST_PROTOCOL)
+    return register_artifact(
+        spark,
+        cfg,
+        detector=bundle.detector_name,
+        version=bundle.version,
+        params=bundle.params,
+        features=bundle.features,
+        metrics=bundle.metrics,
+        write=lambda root: _write_bytes(root / "model.pkl", payload),
+        lineage=lineage,
+        status=status,
+    )
+
+
+def resolve(
+    spark: SparkSession, cfg: Config, detector: str, version: str | None = None
+) -> RegisteredModel:
+    """The production model of ``detector``, or the pinned ``version``."""
+    if not io.table_exists(spark, cfg, MODELS):
+        raise ModelError(f"no model registry at {io.table_path(cfg, MODELS)}; run jobs/train.py")
+    models = io.read_table(spark, cfg, MODELS).where(F.col("detector") == detector)
+    if version:
+        models = models.where(F.col("version") == version)
+    else:
+        models = models.where(F.col("status") == "production")
+    rows = models.orderBy(F.col("created_at").desc()).limit(1).collect()
+    if not rows:
+        what = f"version {version}" if version else "a production version"
+        raise ModelError(f"registry has no {what} of detector '{detector}'")
+    return _from_row(rows[0])
+
+
+def _from_row(r: Row) -> RegisteredModel:
+    return RegisteredModel(
+        r["version"], r["detector"], list(r["features"]), r["artifact_path"],
+        r["artifact_sha256"], r["status"], r["training_table"],
+        int(r["training_table_version"]), r["training_dates"], dict(r["metrics"] or {}),
+    )  # fmt: skip
+
+
+def has_production(spark: SparkSession, cfg: Config, detector: str) -> bool:
+    if not io.table_exists(spark, cfg, MODELS):
+        return False
+    models = io.read_table(spark, cfg, MODELS)
+    return bool(
+        models.where((F.col("detector") == detector) & (F.col("status") == "production"))
+        .limit(1)
+        .count()
+    )
+
+
+def candidates(spark: SparkSession, cfg: Config, detector: str) -> list[RegisteredModel]:
+    """Candidate versions of ``detector``, newest first."""
+    if not io.table_exists(spark, cfg, MODELS):
+        return []
+    rows = (
+        io.read_table(spark, cfg, MODELS)
+        .where((F.col("detector") == detector) & (F.col("status") == "candidate"))
+        .orderBy(F.col("created_at").desc())
+        .collect()
+    )
+    return [_from_row(r) for r in rows]
+
+
+def set_status(spark: SparkSession, cfg: Config, detector: str, version: str, status: str) -> None:
+    """Move one version to ``status``; promoting to production archives the previous one."""
+    if status not in STATUSES:
+        raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
+    resolve(spark, cfg, detector, version)  # ModelError (exit 5) for an unknown version
+    from delta.tables import DeltaTable
+
+    table = DeltaTable.forPath(spark, io.table_path(cfg, MODELS))
+    this = (F.col("detector") == detector) & (F.col("version") == version)
+    if status == "production":
+        table.update(
+            (F.col("detector") == detector) & (F.col("status") == "production") & ~this,
+            {"status": F.lit("archived")},
+        )
+    table.update(this, {"status": F.lit(status)})
+
+
+def _write_bytes(path: Path, payload: bytes) -> None:
+    path.write_bytes(payload)

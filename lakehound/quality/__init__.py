@@ -1,0 +1,1 @@
+"""Detection quality on real labelled data: ADBench protocol, NAB scoring, reports."""

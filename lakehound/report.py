@@ -1,0 +1,234 @@
+"""Write one self-contained HTML report per batch run next to the dataset's tables.
+
+The report (``<lakehouse>/<dataset>/_reports/run-<first>_<last>.html``) holds the run's
+volumes (in / validated / quarantined), alerts per detector, the top anomalies with
+their explanations, a chart of ensemble severity over time with the alerts marked, and
+PR / ROC curves when a ``labels`` table exists. Charts are inline SVG written here (no
+plotting library): the file opens anywhere, offline, with no assets.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from lakehound import io
+from lakehound.config import Config
+
+TOP_N = 20
+# Severity points drawn per chart: enough to see the series, small enough for a browser.
+MAX_POINTS = 4000
+
+
+def report_path(cfg: Config, dates: Sequence[dt.date]) -> Path:
+    first, last = min(dates).isoformat(), max(dates).isoformat()
+    return Path(io.table_path(cfg, "_reports")) / f"run-{first}_{last}.html"
+
+
+def _svg_line(
+    series: list[tuple[str, np.ndarray, np.ndarray]], xlabel: str, ylabel: str, diagonal: bool
+) -> str:
+    """A unit-square line chart (x, y in [0, 1]) such as a PR or ROC curve."""
+    w, h, pad = 320, 260, 40
+    colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"]
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" role="img">',
+        f'<rect x="{pad}" y="10" width="{w - pad - 10}" height="{h - pad - 10}" fill="none" stroke="#999"/>',
+        f'<text x="{w // 2}" y="{h - 8}" font-size="11" text-anchor="middle">{xlabel}</text>',
+        f'<text x="12" y="{h // 2}" font-size="11" transform="rotate(-90 12 {h // 2})" text-anchor="middle">{ylabel}</text>',
+    ]
+
+    def px(x: float, y: float) -> str:
+        return f"{pad + x * (w - pad - 10):.1f},{10 + (1 - y) * (h - pad - 10):.1f}"
+
+    if diagonal:
+        parts.append(
+            f'<line x1="{pad}" y1="{h - pad}" x2="{w - 10}" y2="10" stroke="#ccc" stroke-dasharray="4"/>'
+        )
+    for i, (name, xs, ys) in enumerate(series):
+        step = max(1, len(xs) // 500)
+        pts = " ".join(px(float(x), float(y)) for x, y in zip(xs[::step], ys[::step], strict=True))
+        color = colors[i % len(colors)]
+        parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{pts}"/>')
+        parts.append(
+            f'<text x="{pad + 8}" y="{26 + 14 * i}" font-size="11" fill="{color}">{html.escape(name)}</text>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _svg_timeline(ts: np.ndarray, sev: np.ndarray, alert: np.ndarray) -> str:
+    """Ensemble severity of every event over time; alerts in red on top."""
+    w, h, pad = 900, 240, 40
+    if len(ts) == 0:
+        return "<p>No scored events.</p>"
+    t0, t1 = float(ts.min()), float(ts.max())
+    span = (t1 - t0) or 1.0
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" role="img">',
+        f'<rect x="{pad}" y="10" width="{w - pad - 10}" height="{h - pad - 10}" fill="none" stroke="#999"/>',
+        f'<text x="{w // 2}" y="{h - 8}" font-size="11" text-anchor="middle">event time</text>',
+        f'<text x="12" y="{h // 2}" font-size="11" transform="rotate(-90 12 {h // 2})" text-anchor="middle">severity</text>',
+    ]
+    for is_alert, color, r in ((False, "#1f77b4", 1.2), (True, "#d62728", 2.5)):
+        mask = alert == is_alert
+        for t, s in zip(ts[mask], sev[mask], strict=True):
+            x = pad + (float(t) - t0) / span * (w - pad - 10)
+            y = 10 + (1 - float(s) / 100.0) * (h - pad - 10)
+            parts.append(
+                f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{r}" fill="{color}" fill-opacity="0.6"/>'
+            )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _table(headers: list[str], rows: list[list[Any]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _explain(expl: Any) -> str:
+    if not expl:
+        return ""
+    return "; ".join(
+        f"{e['feature']}={e['value']:.3g} ({e['contribution']:+.2f})" for e in expl[:3]
+    )
+
+
+def curves(y: np.ndarray, score: np.ndarray) -> dict[str, Any]:
+    """PR and ROC curve points and areas (scikit-learn) for binary labels y."""
+    from sklearn.metrics import (
+        average_precision_score,
+        precision_recall_curve,
+        roc_auc_score,
+        roc_curve,
+    )
+
+    prec, rec, _ = precision_recall_curve(y, score)
+    fpr, tpr, _ = roc_curve(y, score)
+    return {
+        "precision": prec,
+        "recall": rec,
+        "fpr": fpr,
+        "tpr": tpr,
+        "pr_auc": float(average_precision_score(y, score)),
+        "roc_auc": float(roc_auc_score(y, score)),
+    }
+
+
+def scored_dates(spark: SparkSession, cfg: Config) -> list[dt.date]:
+    """Every event_date present in ``scores``, oldest first."""
+    rows = io.read_table(spark, cfg, "scores").select(io.DATE_COL).distinct().collect()
+    return sorted(r[0] for r in rows)
+
+
+def write_report(
+    spark: SparkSession, cfg: Config, dates: Sequence[dt.date], summary: dict[str, float]
+) -> Path:
+    """Render the run's report from the Delta tables; return its path."""
+    in_dates = F.col(io.DATE_COL).isin(list(dates))
+    scores = io.read_table(spark, cfg, "scores").where(in_dates)
+    per_detector = (
+        scores.groupBy("detector")
+        .agg(F.count("*").alias("events"), F.sum(F.col("is_anomaly").cast("int")).alias("flagged"))
+        .orderBy("detector")
+        .collect()
+    )
+    alerts = io.read_table(spark, cfg, "alerts").where(in_dates)
+    top = (
+        alerts.orderBy(F.col("severity").desc(), "event_id")
+        .limit(TOP_N)
+        .select("event_id", "entity_id", "event_ts", "severity", "detectors", "explanation")
+        .collect()
+    )
+    alert_ids = {r["event_id"] for r in alerts.select("event_id").collect()}
+    ens = scores.where(F.col("detector") == "ensemble").select(
+        "event_id", F.unix_timestamp("event_ts").alias("t"), "severity"
+    )
+    pdf = ens.orderBy("t").toPandas()
+    sample = pdf.sample(n=MAX_POINTS, random_state=0) if len(pdf) > MAX_POINTS else pdf
+    sample = (
+        sample.merge(pdf[pdf.event_id.isin(alert_ids)], how="outer")
+        if len(pdf) > MAX_POINTS
+        else sample
+    )
+    timeline = _svg_timeline(
+        sample["t"].to_numpy(dtype=float),
+        sample["severity"].to_numpy(dtype=float),
+        sample["event_id"].isin(alert_ids).to_numpy(),
+    )
+
+    sections = [
+        "<h2>Volumes</h2>",
+        _table(
+            ["metric", "value"],
+            [[k, f"{v:,.3f}" if v % 1 else f"{int(v):,}"] for k, v in summary.items()],
+        ),
+        "<h2>Alerts per detector</h2>",
+        _table(
+            ["detector", "events scored", "flagged"],
+            [[r["detector"], r["events"], r["flagged"] or 0] for r in per_detector],
+        ),
+        f"<h2>Top {TOP_N} anomalies</h2>",
+        _table(
+            ["event", "entity", "time", "severity", "detectors", "explanation"],
+            [
+                [
+                    r["event_id"],
+                    r["entity_id"],
+                    r["event_ts"],
+                    f"{r['severity']:.1f}",
+                    ", ".join(r["detectors"] or []),
+                    _explain(r["explanation"]),
+                ]
+                for r in top
+            ],
+        ),
+        "<h2>Ensemble severity over time (alerts in red)</h2>",
+        timeline,
+    ]
+    if io.table_exists(spark, cfg, "labels") and len(pdf):
+        labels = io.read_table(spark, cfg, "labels").select(
+            F.col("transaction_id").alias("event_id"), F.col("is_anomaly").alias("label")
+        )
+        by_det = (
+            scores.join(labels, "event_id", "left")
+            .select("detector", "severity", F.coalesce("label", F.lit(False)).alias("y"))
+            .toPandas()
+        )
+        pr, roc = [], []
+        for det, grp in by_det.groupby("detector"):
+            y = grp["y"].to_numpy(dtype=int)
+            if 0 < y.sum() < len(y):
+                c = curves(y, grp["severity"].to_numpy(dtype=float))
+                pr.append((f"{det} AP {c['pr_auc']:.3f}", c["recall"], c["precision"]))
+                roc.append((f"{det} AUC {c['roc_auc']:.3f}", c["fpr"], c["tpr"]))
+        if pr:
+            sections += [
+                "<h2>PR and ROC curves against the labels</h2>",
+                _svg_line(pr, "recall", "precision", diagonal=False),
+                _svg_line(roc, "false positive rate", "true positive rate", diagonal=True),
+            ]
+    title = f"LakeHound run report: {cfg.dataset} {min(dates)} .. {max(dates)}"
+    doc = (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title><style>"
+        "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1>" + "\n".join(sections) + "</body></html>"
+    )
+    path = report_path(cfg, dates)
+    if "://" not in str(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(doc, encoding="utf-8")
+    return path

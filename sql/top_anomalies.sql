@@ -1,0 +1,8 @@
+-- Today's top anomalies with their explanations (latest event_date in alerts).
+SELECT a.event_id, a.entity_id, a.event_ts, round(a.severity, 1) AS severity, a.detectors,
+       transform(slice(a.explanation, 1, 3),
+                 e -> concat(e.feature, '=', format_number(e.value, 3))) AS top_features
+FROM transactions.alerts a
+JOIN (SELECT max(event_date) AS d FROM transactions.alerts) latest ON a.event_date = latest.d
+ORDER BY a.severity DESC, a.event_id
+LIMIT 20;

@@ -1,0 +1,55 @@
+"""The HTML run report, from small hand-built Delta tables (expected values by hand)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+
+from pyspark.sql import SparkSession
+
+from lakehound import io, report
+from lakehound.config import Config
+
+D = dt.date(2024, 1, 8)
+SCORES = (
+    "event_id string, entity_id string, event_ts timestamp, event_date date, detector string, "
+    "raw_score double, severity double, is_anomaly boolean, threshold double, "
+    "model_version string, explanation array<struct<feature:string,value:double,contribution:double>>"
+)
+
+
+def test_report_volumes_detectors_top_and_curves(
+    spark: SparkSession, make_cfg: Callable[..., Config]
+) -> None:
+    cfg = make_cfg("transactions")
+    ts = dt.datetime(2024, 1, 8, 12)
+    expl = [("amount_z", 7.5, 7.5)]
+    rows = []
+    # e1..e4 ensemble severities 99, 80, 60, 10; e1, e2 labelled anomalies -> perfect ranking.
+    for i, sev in enumerate([99.0, 80.0, 60.0, 10.0], start=1):
+        rows.append((f"e{i}", "a", ts, D, "ensemble", sev, sev, sev >= 97, 97.0, "v1", expl))
+        rows.append((f"e{i}", "a", ts, D, "zscore", sev, sev, i <= 2, 4.0, "v1", expl))
+    spark.createDataFrame(rows, SCORES).write.format("delta").mode("overwrite").save(
+        io.table_path(cfg, "scores")
+    )
+    spark.createDataFrame(
+        [("e1", "a", ts, D, 99.0, ["ensemble"], expl)],
+        "event_id string, entity_id string, event_ts timestamp, event_date date, severity double, "
+        "detectors array<string>, explanation array<struct<feature:string,value:double,contribution:double>>",
+    ).write.format("delta").save(io.table_path(cfg, "alerts"))
+    spark.createDataFrame(
+        [("e1", True), ("e2", True), ("e3", False), ("e4", False)],
+        "transaction_id string, is_anomaly boolean",
+    ).write.format("delta").save(io.table_path(cfg, "labels"))
+
+    path = report.write_report(spark, cfg, [D], {"rows_in": 5.0, "quarantined": 1.0})
+    text = path.read_text(encoding="utf-8")
+    assert path.name == "run-2024-01-08_2024-01-08.html"
+    assert "<td>rows_in</td><td>5</td>" in text
+    # zscore flagged 2 of 4, ensemble 1 of 4.
+    assert "<td>zscore</td><td>4</td><td>2</td>" in text
+    assert "<td>ensemble</td><td>4</td><td>1</td>" in text
+    assert "amount_z=7.5 (+7.50)" in text
+    # Severity ranks both labelled anomalies first: AP = 1, ROC-AUC = 1.
+    assert "ensemble AP 1.000" in text and "ensemble AUC 1.000" in text
+    assert text.count('r="2.5" fill="#d62728"') == 1  # one alert point on the timeline

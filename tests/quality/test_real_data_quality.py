@@ -1,0 +1,66 @@
+"""Detection quality on the real labelled data in ../shared/data (marked quality)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lakehound.quality import adbench, nab
+from lakehound.quality.report import ENSEMBLE, SHUTTLE_ROWS, tabular_detectors
+
+pytestmark = pytest.mark.quality
+
+if not adbench.DATA_DIR.exists():  # pragma: no cover - the data lives next to the repo
+    pytest.skip(f"{adbench.DATA_DIR} missing", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def adbench_results() -> dict[tuple[str, str], adbench.Result]:
+    res = adbench.run(
+        tabular_detectors(),
+        ensembles={"ensemble": list(ENSEMBLE)},
+        weights={"ensemble": list(ENSEMBLE.values())},
+        max_rows={"shuttle": SHUTTLE_ROWS},
+    )
+    return {(r.dataset, r.detector): r for r in res}
+
+
+@pytest.mark.parametrize("dataset", ["cardio", "thyroid", "shuttle"])
+def test_isolation_forest_matches_published_roc_auc(
+    adbench_results: dict[tuple[str, str], adbench.Result], dataset: str
+) -> None:
+    got = adbench_results[(dataset, "isolation_forest")].roc_auc
+    published = adbench.PUBLISHED_ROC["isolation_forest"][dataset]
+    assert abs(got - published) <= 2.0, (dataset, got, published)
+
+
+def test_every_tabular_detector_beats_chance(
+    adbench_results: dict[tuple[str, str], adbench.Result],
+) -> None:
+    for (ds, det), r in adbench_results.items():
+        assert r.roc_auc > 50.0, (ds, det, r.roc_auc)
+
+
+def test_ensemble_at_least_as_good_as_its_best_member(
+    adbench_results: dict[tuple[str, str], adbench.Result],
+) -> None:
+    datasets = ["cardio", "thyroid", "shuttle"]
+
+    def mean(det: str, metric: str) -> float:
+        return float(np.mean([getattr(adbench_results[(d, det)], metric) for d in datasets]))
+
+    for metric in ("roc_auc", "pr_auc"):
+        best = max(mean(m, metric) for m in ENSEMBLE)
+        assert mean("ensemble", metric) >= best, (metric, mean("ensemble", metric), best)
+    # And on no dataset more than half a ROC point below its best member.
+    for d in datasets:
+        best = max(adbench_results[(d, m)].roc_auc for m in ENSEMBLE)
+        assert adbench_results[(d, "ensemble")].roc_auc >= best - 0.5
+
+
+def test_nab_series_detectors_beat_the_null_detector() -> None:
+    res = nab.run({"ewma": {}, "forecast_quantile": {}, "robust_zscore": {}})
+    for det, profiles in res.items():
+        # Measured: 23-27 standard; the published "Random" detector scores 11.0.
+        assert profiles["standard"]["score"] > 15.0, (det, profiles)
+        assert profiles["low_fn"]["score"] >= profiles["standard"]["score"] - 5.0

@@ -1,0 +1,148 @@
+"""The pure parts of live scoring on static frames: poison messages are quarantined with
+their payload and reasons, MERGE sinks are idempotent, webhook delivery retries with
+backoff and dead-letters against a real local HTTP server."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+from deltalake import DeltaTable
+from pyspark.sql import SparkSession
+
+from lakehound.config import Config
+from lakehound.streaming import delivery
+from lakehound.streaming.process import accepted_rows, classify_batch, quarantine_rows
+from lakehound.streaming.sinks import merge_insert
+from schemas.transactions import TRANSACTIONS
+from tests.streaming.conftest import make_events, poison_messages
+
+NOW = dt.datetime(2024, 2, 1, tzinfo=dt.UTC)
+
+
+def _batch(spark: SparkSession, payloads: list[str]):  # type: ignore[no-untyped-def]
+    rows = [(p, f"kafka:t:0:{i}") for i, p in enumerate(payloads)]
+    return spark.createDataFrame(rows, "payload string, source string")
+
+
+def test_poison_messages_are_quarantined_with_payload_and_reason(
+    spark: SparkSession, make_cfg: Callable[..., Config]
+) -> None:
+    cfg = make_cfg("transactions", "stream.max_payload_bytes=10000")
+    good = [json.dumps(e) for e in make_events("G", 5)]
+    bad = poison_messages("p")
+    classified = classify_batch(_batch(spark, [*good, *bad.values()]), TRANSACTIONS, cfg, NOW)
+    accepted = {r["transaction_id"] for r in accepted_rows(classified, TRANSACTIONS).collect()}
+    assert accepted == {f"G{i}" for i in range(5)}
+    quarantined = {
+        r["raw_record"][:40]: r for r in quarantine_rows(classified, "r1", NOW).collect()
+    }
+    assert len(quarantined) == len(bad)
+    by_kind = {k: quarantined[v[:40]] for k, v in bad.items()}
+    # Unparsed messages also miss every required value, as in the batch quarantine.
+    assert "malformed_record" in by_kind["not_json"]["reasons"]
+    assert "missing:account_id" in by_kind["not_json"]["reasons"]
+    assert by_kind["not_json"]["raw_record"] == bad["not_json"]
+    assert "malformed_record" in by_kind["not_an_object"]["reasons"]
+    assert by_kind["wrong_types"]["reasons"] == ["invalid_type:amount"]
+    assert by_kind["huge"]["reasons"][:2] == ["payload_too_large", "malformed_record"]
+    # The huge payload is kept, truncated to the configured size.
+    assert len(by_kind["huge"]["raw_record"]) == 10000
+    assert bad["huge"].startswith(by_kind["huge"]["raw_record"])
+    # Quarantine rows point at their Kafka message.
+    assert all(r["source_file"].startswith("kafka:t:0:") for r in quarantined.values())
+
+
+def test_merge_insert_is_idempotent_when_a_batch_is_replayed(
+    spark: SparkSession, make_cfg: Callable[..., Config]
+) -> None:
+    cfg = make_cfg()
+    schema = "event_id string, detector string, severity double, event_date date"
+    day = dt.date(2024, 1, 4)
+    first = [("a", "ensemble", 10.0, day), ("b", "ensemble", 99.0, day)]
+    second = [
+        ("b", "ensemble", 99.0, day),
+        ("c", "ensemble", 5.0, day),
+        ("c", "ensemble", 5.0, day),
+    ]
+    merge_insert(spark.createDataFrame(first, schema), cfg, "scores")
+    merge_insert(spark.createDataFrame(first, schema), cfg, "scores")  # the replay
+    merge_insert(spark.createDataFrame(second, schema), cfg, "scores")
+    path = Path(cfg.lakehouse) / cfg.dataset / "scores"
+    rows = DeltaTable(str(path)).to_pyarrow_table().to_pylist()
+    assert sorted(r["event_id"] for r in rows) == ["a", "b", "c"]
+
+
+class _Hook(BaseHTTPRequestHandler):
+    # Class-level script: status codes to answer, in order; then 200.
+    script: ClassVar[list[int]] = []
+    seen: ClassVar[list[tuple[str, str]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+        _Hook.seen.append((self.headers["Idempotency-Key"], body))
+        code = _Hook.script.pop(0) if _Hook.script else 200
+        self.send_response(code)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def hook() -> Iterator[str]:
+    _Hook.script, _Hook.seen = [], []
+    server = HTTPServer(("127.0.0.1", 0), _Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/alerts"
+    server.shutdown()
+    server.server_close()
+
+
+def test_webhook_retries_with_exponential_backoff(hook: str) -> None:
+    _Hook.script = [503, 500, 429]
+    sleeps: list[float] = []
+    out = delivery.post_json(hook, '{"a": 1}', "E1", 4, 0.5, 5.0, sleep=sleeps.append)
+    assert out.ok and out.attempts == 4
+    assert sleeps == [0.5, 1.0, 2.0]
+    assert [k for k, _ in _Hook.seen] == ["E1"] * 4
+
+
+def test_webhook_gives_up_after_retries_and_on_client_errors(hook: str) -> None:
+    _Hook.script = [500] * 10
+    out = delivery.post_json(hook, "{}", "E2", 2, 0.0, 5.0)
+    assert not out.ok and out.attempts == 3 and out.error == "HTTP 500"
+    _Hook.script = [400]
+    out = delivery.post_json(hook, "{}", "E3", 5, 0.0, 5.0)
+    assert not out.ok and out.attempts == 1
+
+
+def test_dead_letters_then_redelivered_when_the_endpoint_is_back(
+    spark: SparkSession, make_cfg: Callable[..., Config], hook: str
+) -> None:
+    down = "http://127.0.0.1:9/unreachable"  # discard port: connection refused
+    cfg_down = make_cfg(
+        "transactions", f"stream.webhook_url={down}", "stream.webhook_retries=2",
+        "stream.webhook_backoff_seconds=0.01",
+    )  # fmt: skip
+    counts = delivery.deliver(spark, cfg_down, [("E1", '{"event_id": "E1"}'), ("E2", "{}")])
+    assert counts["dead_lettered"] == 2
+    path = str(Path(cfg_down.lakehouse) / cfg_down.dataset / "dead_letters")
+    letters = {r["event_id"]: r for r in DeltaTable(path).to_pyarrow_table().to_pylist()}
+    assert {k: (r["status"], r["attempts"]) for k, r in letters.items()} == {
+        "E1": ("pending", 3),
+        "E2": ("pending", 3),
+    }
+    cfg_up = make_cfg("transactions", f"stream.webhook_url={hook}")
+    counts = delivery.deliver(spark, cfg_up, [("E3", "{}")])
+    assert counts == {"delivered": 1, "dead_lettered": 0, "redelivered": 2}
+    assert sorted(k for k, _ in _Hook.seen) == ["E1", "E2", "E3"]
+    letters = {r["event_id"]: r["status"] for r in DeltaTable(path).to_pyarrow_table().to_pylist()}
+    assert letters == {"E1": "delivered", "E2": "delivered"}

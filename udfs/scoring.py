@@ -1,0 +1,149 @@
+"""Spark glue: score a DataFrame with a :class:`ModelBundle` in an iterator pandas UDF.
+
+As in pyspark's ``predict_batch_udf``: the model is deserialised once per Python
+worker (not per Arrow batch), the predict function works on numpy arrays, and
+the wrapper checks that it returns exactly one result per input row. The bundle
+travels as checksummed bytes in a broadcast, so executors need no access to the
+driver's filesystem; a worker refuses bytes whose SHA-256 differs from the one
+the registry recorded.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import pickle
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.functions import pandas_udf
+from pyspark.sql.types import (
+    ArrayType,
+    BooleanType,
+    DoubleType,
+    StringType,
+    StructField,
+    StructType,
+)
+
+from udfs.bundle import ModelBundle
+
+SCORE_STRUCT = (
+    "raw_score double, severity double, is_anomaly boolean, "
+    "explanation array<struct<feature:string,value:double,contribution:double>>"
+)
+SCORE_TYPE = StructType(
+    [
+        StructField("raw_score", DoubleType()),
+        StructField("severity", DoubleType()),
+        StructField("is_anomaly", BooleanType()),
+        StructField(
+            "explanation",
+            ArrayType(
+                StructType(
+                    [
+                        StructField("feature", StringType()),
+                        StructField("value", DoubleType()),
+                        StructField("contribution", DoubleType()),
+                    ]
+                )
+            ),
+        ),
+    ]
+)
+
+
+class ArtifactChecksumError(RuntimeError):
+    """Model bytes do not match the checksum the registry recorded."""
+
+
+@functools.lru_cache(maxsize=8)
+def _load(sha256: str, payload: bytes) -> ModelBundle:
+    digest = hashlib.sha256(payload).hexdigest()
+    if digest != sha256:
+        raise ArtifactChecksumError(f"model bytes have sha256 {digest}, registry says {sha256}")
+    bundle = pickle.loads(payload)
+    if not isinstance(bundle, ModelBundle):
+        raise ArtifactChecksumError(f"artifact {sha256} is not a ModelBundle")
+    return bundle
+
+
+def score_column(
+    df: DataFrame, payload: bytes, sha256: str, features: list[str], top_k: int
+) -> Column:
+    """A struct column (raw_score, severity, is_anomaly, explanation) for every row of df.
+
+    The Python worker returns flat columns only (the explanation as ``k`` parallel
+    slots of feature name / value / contribution, null where a row has none), which
+    Arrow takes over without a Python object per row; the JVM then builds the
+    ``explanation`` array of structs from the slots. The column's type is exactly
+    :data:`SCORE_STRUCT`.
+    """
+    bc = df.sparkSession.sparkContext.broadcast(payload)
+    k = _width(top_k, len(features))
+    flat = "raw_score double, severity double, is_anomaly boolean" + "".join(
+        f", e{i}_feature string, e{i}_value double, e{i}_contribution double" for i in range(k)
+    )
+
+    @pandas_udf(flat)  # type: ignore[call-overload]
+    def _score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        bundle = _load(sha256, bc.value)
+        names = np.array([*bundle.features, None], dtype=object)
+        for batch in batches:
+            X = batch.to_numpy(dtype=np.float64, na_value=np.nan)
+            out = bundle.score_arrays(X, top_k=top_k)
+            if len(out.raw) != len(batch):
+                raise ValueError(f"model returned {len(out.raw)} scores for {len(batch)} rows")
+            cols: dict[str, Any] = {
+                "raw_score": out.raw,
+                "severity": out.severity,
+                "is_anomaly": out.is_anomaly,
+            }
+            for i in range(k):
+                # Index -1 (no explanation) picks the trailing None.
+                have = i < out.feature.shape[1]
+                idx = out.feature[:, i] if have else np.full(len(batch), -1)
+                cols[f"e{i}_feature"] = names[idx]
+                cols[f"e{i}_value"] = out.value[:, i] if have else np.full(len(batch), np.nan)
+                cols[f"e{i}_contribution"] = (
+                    out.contribution[:, i] if have else np.full(len(batch), np.nan)
+                )
+            yield pd.DataFrame(cols)
+
+    s = _score(F.struct(*[F.col(c).cast("double") for c in features]))
+    slots = [
+        F.struct(
+            s[f"e{i}_feature"].alias("feature"),
+            s[f"e{i}_value"].alias("value"),
+            s[f"e{i}_contribution"].alias("contribution"),
+        )
+        for i in range(k)
+    ]
+    # Only flagged rows carry an explanation (the bundle explains nothing else), so
+    # the JVM builds the array for them alone; the casts only widen nullability (the
+    # UDF's own output is nullable) and are removed by the optimizer.
+    entry = SCORE_TYPE["explanation"].dataType
+    flagged = s["is_anomaly"]
+    explanation = F.when(
+        flagged,
+        F.filter(F.array(*slots), lambda e: e["feature"].isNotNull()).cast(entry)
+        if slots
+        else F.array().cast(entry),
+    ).when(~flagged, F.array().cast(entry))
+    scored = F.struct(
+        s["raw_score"].alias("raw_score"),
+        s["severity"].alias("severity"),
+        flagged.alias("is_anomaly"),
+        explanation.alias("explanation"),
+    )
+    # when(...) without otherwise is nullable, as the UDF's output column was.
+    return F.when(s.isNotNull(), scored)
+
+
+def _width(top_k: int, n_features: int) -> int:
+    """Explanation slots per row: as many as ``top_k_by_abs`` can return."""
+    return len(range(n_features)[: min(top_k, n_features)])
