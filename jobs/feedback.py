@@ -89,19 +89,18 @@ def labelled_events(
 ) -> DataFrame | None:
     """event_id, y, anomaly_type from the ``labels`` table and ``feedback`` (feedback wins).
 
-    None when neither exists. The labels table may name its key ``transaction_id``
-    (generated and real transaction data) or ``event_id``.
+    None when neither exists. Only a labels table keyed by event counts
+    (:func:`lakehound.io.event_labels`).
     """
     parts: list[DataFrame] = []
-    if use_labels and io.table_exists(spark, cfg, "labels"):
-        lab = io.read_table(spark, cfg, "labels")
-        key = "event_id" if "event_id" in lab.columns else "transaction_id"
+    lab = io.event_labels(spark, cfg) if use_labels else None
+    if lab is not None:
         kind = (
             F.col("anomaly_type").cast("string") if "anomaly_type" in lab.columns else F.lit(None)
         )
         parts.append(
             lab.select(
-                F.col(key).cast("string").alias("event_id"),
+                F.col("event_id").cast("string").alias("event_id"),
                 F.col("is_anomaly").cast("int").alias("y_l"),
                 kind.alias("anomaly_type"),
             )

@@ -46,9 +46,9 @@ def summarize(spark: SparkSession, cfg: Config, dates: list[Any]) -> dict[str, f
         "events_scored": float(scored.count()),
         "alerts": float(alerts.count()),
     }
-    if io.table_exists(spark, cfg, "labels"):
-        labels = io.read_table(spark, cfg, "labels").where(in_dates)
-        positives = labels.where("is_anomaly").select(F.col("transaction_id").alias("event_id"))
+    labels = io.event_labels(spark, cfg)
+    if labels is not None and io.DATE_COL in labels.columns:
+        positives = labels.where(in_dates & F.col("is_anomaly")).select("event_id")
         tp = alerts.join(positives, "event_id", "inner").count()
         n_pos = positives.count()
         out["labelled_anomalies"] = float(n_pos)

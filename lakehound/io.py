@@ -45,6 +45,22 @@ def read_table(spark: SparkSession, cfg: Config, table: str) -> DataFrame:
     return spark.read.format("delta").load(path)
 
 
+def event_labels(spark: SparkSession, cfg: Config) -> DataFrame | None:
+    """The ``labels`` table keyed by event: ``event_id``, ``is_anomaly`` and the table's
+    other columns (``anomaly_type``, ``event_date`` where present).
+
+    None without a labels table, or when it is not keyed by event: the logs and sensor
+    generators label intervals per host or machine, which match no single event id.
+    """
+    if not table_exists(spark, cfg, "labels"):
+        return None
+    labels = read_table(spark, cfg, "labels")
+    key = next((k for k in ("event_id", "transaction_id") if k in labels.columns), None)
+    if key is None or "is_anomaly" not in labels.columns:
+        return None
+    return labels.withColumnRenamed(key, "event_id")
+
+
 def register(spark: SparkSession, cfg: Config, table: str) -> None:
     """Register ``<dataset>.<table>`` in the session catalog, pointing at its path."""
     spark.sql(f"CREATE DATABASE IF NOT EXISTS `{cfg.dataset}`")

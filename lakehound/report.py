@@ -197,10 +197,9 @@ def write_report(
         "<h2>Ensemble severity over time (alerts in red)</h2>",
         timeline,
     ]
-    if io.table_exists(spark, cfg, "labels") and len(pdf):
-        labels = io.read_table(spark, cfg, "labels").select(
-            F.col("transaction_id").alias("event_id"), F.col("is_anomaly").alias("label")
-        )
+    event_labels = io.event_labels(spark, cfg)
+    if event_labels is not None and len(pdf):
+        labels = event_labels.select("event_id", F.col("is_anomaly").alias("label"))
         by_det = (
             scores.join(labels, "event_id", "left")
             .select("detector", "severity", F.coalesce("label", F.lit(False)).alias("y"))
