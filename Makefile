@@ -57,7 +57,7 @@ test-suite: lint typecheck test-fast test-quality test-integration
 
 # After set-up nothing may need the network, so where the machine allows it (root,
 # iproute2) the suite runs in a fresh network namespace with only loopback.
-test: setup
+test: setup setup-ops
 	@if unshare -n true 2>/dev/null && command -v ip >/dev/null; then \
 	  echo "make test: running the suite offline (unshare -n, loopback only)"; \
 	  unshare -n bash -c 'ip link set lo up && $(MAKE) --no-print-directory test-suite'; \
@@ -93,7 +93,8 @@ notebooks-setup: .venv-notebooks/.installed
 .venv-notebooks/.installed: scripts/notebooks/setup.sh $(VENV)/.installed
 	scripts/notebooks/setup.sh
 
-# Both extra venvs, for the integration tests in tests/ops (about 40 s each from scratch).
+# Both extra venvs, for the integration tests in tests/ops (about 40 s each from scratch);
+# `make test` creates them, so CI runs `airflow dags test` and the notebooks for real.
 setup-ops: airflow-setup notebooks-setup
 
 test-ops: setup setup-ops

@@ -28,6 +28,8 @@ from lakehound.cli import RunContext, run_job
 from lakehound.config import Config
 from lakehound.dates import run_dates
 from lakehound.engines import synapseml
+from lakehound.features.build import source_of
+from lakehound.features.registry import registry_version
 from udfs.scoring import score_column
 
 log = logging.getLogger("lakehound.score")
@@ -49,9 +51,11 @@ class Member:
 
 def load_members(spark: SparkSession, cfg: Config) -> list[Member]:
     top_k = cfg.scoring.top_features
+    features_version = registry_version(source_of(cfg))
     out = []
     for det in cfg.scoring.detectors:
         reg = models.resolve(spark, cfg, det.id, cfg.scoring.model_version)
+        reg.check_features(features_version)
         if det.engine == "synapseml":
             pipeline, meta = synapseml.load(reg.verified_dir())
             attach = functools.partial(

@@ -64,6 +64,16 @@ class RegisteredModel:
     training_table_version: int = -1
     training_dates: str = ""
     metrics: dict[str, float] | None = None
+    feature_registry_version: str = ""
+
+    def check_features(self, registry_version: str) -> None:
+        """Refuse a model trained on other feature definitions than the code's."""
+        if self.feature_registry_version and self.feature_registry_version != registry_version:
+            raise ModelError(
+                f"model {self.detector} version {self.version} was trained on feature "
+                f"registry {self.feature_registry_version}, the code defines "
+                f"{registry_version}: retrain it (jobs/train.py) before scoring"
+            )
 
     def verified_dir(self) -> Path:
         """The artifact directory, only if its content matches the registered checksum."""
@@ -160,7 +170,10 @@ def register_artifact(
             {"status": F.lit("archived")},
         )
     io.append(spark.createDataFrame([row], MODELS_SCHEMA), cfg, MODELS)
-    return RegisteredModel(version, detector, features, str(root), sha, status)
+    return RegisteredModel(
+        version, detector, features, str(root), sha, status,
+        feature_registry_version=lineage.feature_registry_version,
+    )  # fmt: skip
 
 
 def register(
@@ -206,6 +219,7 @@ def _from_row(r: Row) -> RegisteredModel:
         r["version"], r["detector"], list(r["features"]), r["artifact_path"],
         r["artifact_sha256"], r["status"], r["training_table"],
         int(r["training_table_version"]), r["training_dates"], dict(r["metrics"] or {}),
+        r["feature_registry_version"] or "",
     )  # fmt: skip
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -175,6 +176,9 @@ def registration_sql(cfg: Config) -> list[str]:
     return stmts
 
 
+_PROMPT = re.compile(r"^(?:\d+: jdbc:\S+> ?)+")
+
+
 def beeline(
     url: str,
     sql: str | None = None,
@@ -201,7 +205,11 @@ def beeline(
     # beeline -f exits 0 even when a statement fails; its errors start with "Error:".
     if out.returncode != 0 or "Error:" in out.stderr:
         raise SetupError(f"beeline failed ({out.returncode}): {out.stderr[-2000:]}")
-    return out.stdout
+    # Without a terminal beeline still echoes its prompt (``0: jdbc:hive2://...> ``)
+    # in front of a result's header line, even with --silent: strip it, and drop the
+    # prompt-only lines a script's comments and blank statements leave.
+    lines = (_PROMPT.sub("", line) for line in out.stdout.splitlines())
+    return "".join(f"{line}\n" for line in lines if line)
 
 
 def main(argv: list[str] | None = None) -> int:

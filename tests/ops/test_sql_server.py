@@ -89,12 +89,17 @@ def test_every_query_file_is_tested() -> None:
 
 def test_bound_to_loopback_only(server: str) -> None:
     port = int(server.rsplit(":", 1)[1].split("/")[0])
+    # The JVM listens on an IPv6 socket where it can: 127.0.0.1 then shows in tcp6 as
+    # the IPv4-mapped ::ffff:127.0.0.1. A wildcard bind would be 00000000 / all zeros.
     listening = [
         line.split()[1]
-        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
-        if line.split()[3] == "0A" and int(line.split()[1].split(":")[1], 16) == port
+        for table in ("/proc/net/tcp", "/proc/net/tcp6")
+        if Path(table).exists()
+        for line in Path(table).read_text().splitlines()[1:]
+        if line.split()[3] == "0A" and int(line.split()[1].rsplit(":", 1)[1], 16) == port
     ]
-    assert listening == [f"0100007F:{port:04X}"]
+    loopback = {f"0100007F:{port:04X}", f"0000000000000000FFFF00000100007F:{port:04X}"}
+    assert len(listening) == 1 and listening[0] in loopback, listening
 
 
 def test_top_anomalies(server: str, ops_lakehouse: OpsLakehouse) -> None:

@@ -102,3 +102,15 @@ def test_candidate_waits_for_promotion(
         models.set_status(spark, cfg, "isolation_forest", "v7", "production")
     with pytest.raises(ValueError, match="status must be one of"):
         models.set_status(spark, cfg, "isolation_forest", "v1", "retired")
+
+
+def test_model_of_other_feature_definitions_is_refused(
+    spark: SparkSession, make_cfg: Callable[..., Config]
+) -> None:
+    cfg = make_cfg()
+    _register(spark, cfg, "v1", "one")
+    reg = models.resolve(spark, cfg, "isolation_forest")
+    assert reg.feature_registry_version == "fr-1"
+    reg.check_features("fr-1")
+    with pytest.raises(ModelError, match=r"trained on feature registry fr-1.*defines fr-2"):
+        reg.check_features("fr-2")
