@@ -34,15 +34,23 @@ class RunContext:
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     started_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     timings: dict[str, float] = field(default_factory=dict)
+    # Stages being timed now: jobs.pipeline wraps each job in a stage of the job's own
+    # name, and the job may time the same name inside; only the outer one counts.
+    _open: set[str] = field(default_factory=set, repr=False)
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
         """Time a stage and log its start and end, for progress and the run summary."""
+        if name in self._open:
+            yield
+            return
+        self._open.add(name)
         log.info("[%s] %s ...", self.job, name)
         start = time.perf_counter()
         try:
             yield
         finally:
+            self._open.discard(name)
             self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
             log.info("[%s] %s done in %.1fs", self.job, name, self.timings[name])
 
