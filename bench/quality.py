@@ -4,6 +4,8 @@ LakeHound's numbers come from :mod:`lakehound.quality.report` (owned by the dete
 work; called, not reimplemented). PyOD's IForest and ECOD run here on the same
 ADBench splits (70/30 stratified, seeds 0-2, same shuttle subsample) as peers; PyOD
 is an optional dev dependency, imported lazily, and its rows are skipped if absent.
+The real BGL log and card transactions (``bgl``, ``cardtx``) come from
+:mod:`bench.quality_real`; they need a JVM, so a smoke run skips them.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.model_selection import train_test_split
 
 from bench.common import emit, worker_args
+from bench.quality_real import run_real
 
 
 def pyod_peers(
@@ -73,6 +76,7 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
         out["markdown"] = report.to_markdown(out)
     peers = pyod_peers(datasets, seeds, max_rows)
     out["pyod"] = peers if peers is not None else "pyod not installed: peer rows skipped"
+    out.update(run_real(smoke))
     return out
 
 

@@ -286,6 +286,80 @@ def _scoring_markdown(s: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _bgl_markdown(bgl: dict[str, Any] | str) -> list[str]:
+    title = "### BGL system log (loghub BGL_2k)"
+    if isinstance(bgl, str):
+        return [f"{title}: {bgl}", ""]
+    lines = [title, ""]
+    t = bgl["templates"]
+    if isinstance(t, str):
+        lines += [f"Templates: {t}", ""]
+    else:
+        lines += [
+            f"Template mining on {t['lines']:,} lines against loghub's reference parse "
+            "(Drain's BGL setting: 2 prefix tokens, similarity 0.5):",
+            "",
+            "| measure | LakeHound | Drain (loghub benchmark, published) |",
+            "|---|---|---|",
+            f"| grouping accuracy | {t['grouping_accuracy']:.3f} "
+            f"| {t['drain_published_grouping_accuracy']:.3f} |",
+            f"| parsing accuracy | {t['parsing_accuracy']:.3f} | - |",
+            "",
+        ]
+    a = bgl["alerts"]
+    if isinstance(a, str):
+        lines += [f"Alerts: {a}", ""]
+    else:
+        lines += [
+            "Alerts of the batch pipeline (`jobs.pipeline`, `conf/bgl.yaml`: "
+            + " + ".join(a["detectors"])
+            + f", alert at ensemble severity >= {a['alert_severity']:g}) per (component, "
+            "5-minute window) feature row. A row is anomalous when any of its lines carries "
+            f"an alert label ({a['alert_lines']:,} of {a['lines']:,} lines); the ground "
+            "truth is built from the raw lines, not by the detector code.",
+            "",
+            "| windows (with lines) | anomalous windows | alerts | true alerts | precision "
+            "| recall |",
+            "|---|---|---|---|---|---|",
+            f"| {a['windows']:,} ({a['active_windows']:,}) | {a['anomalous_windows']:,} "
+            f"| {a['alerts']:,} "
+            f"| {a['true_alerts']:,} | {a['precision']:.3f} | {a['recall']:.3f} |",
+            "",
+        ]
+        if a.get("anomalous_windows_without_row"):
+            lines += [
+                f"{a['anomalous_windows_without_row']:,} anomalous (component, window) pairs "
+                "have no feature row (not counted in the recall).",
+                "",
+            ]
+    return lines
+
+
+def _cardtx_markdown(c: dict[str, Any] | str) -> list[str]:
+    title = "### Card transactions (Fraud Detection Handbook simulator)"
+    if isinstance(c, str):
+        return [f"{title}: {c}", ""]
+    k = "card_precision_at_100"
+    lines = [
+        title,
+        "",
+        f"Handbook protocol ({c['protocol']}): {c['train_rows']:,} training and "
+        f"{c['test_rows']:,} test transactions ({c['test_frauds']:,} frauds). PyOD fitted "
+        "on the same training week's features, default parameters (seed 0).",
+        "",
+        "| model | ROC-AUC | average precision | card precision@100 |",
+        "|---|---|---|---|",
+    ]
+    for name, r in c["results"].items():
+        lines.append(f"| {name} | {r['roc_auc']:.3f} | {r['average_precision']:.3f} | {r[k]:.3f} |")
+    for name, (roc, ap, cp) in c["published"].items():
+        lines.append(f"| published {name} | {roc:.3f} | {ap:.3f} | {cp:.3f} |")
+    if c.get("note"):
+        lines += ["", str(c["note"])]
+    lines.append("")
+    return lines
+
+
 def to_markdown(results: dict[str, Any]) -> str:
     m = results["machine"]
     v = m["versions"]
@@ -338,14 +412,44 @@ def to_markdown(results: dict[str, Any]) -> str:
             lines.append("")
         else:
             lines += [str(q.get("pyod")), ""]
+        if "bgl" in q:
+            lines += _bgl_markdown(q["bgl"])
+        if "cardtx" in q:
+            lines += _cardtx_markdown(q["cardtx"])
     if "streaming" in b:
-        lines += [f"### Streaming latency: {b['streaming'].get('skipped', '')}", ""]
-        for r in b["streaming"].get("runs", []):
-            lines.append(
-                f"- {r['rate']:,} events/s: p50 {r['p50_seconds']} s, p99 {r['p99_seconds']} s,"
-                f" sustained {r['sustained']}"
-            )
+        lines += _streaming_markdown(b["streaming"])
     return "\n".join(lines)
+
+
+def _latency(x: float | None) -> str:
+    # NaN when no event of the rate was committed within the run.
+    return "-" if x is None or x != x else f"{x:.2f} s"
+
+
+def _streaming_markdown(s: dict[str, Any]) -> list[str]:
+    if "skipped" in s:
+        return [f"### Streaming latency: {s['skipped']}", ""]
+    lines = [
+        f"### Streaming latency (produce to Kafka -> scores and alerts committed in Delta, "
+        f"{s.get('seconds_per_rate', 0):.0f} s per rate, local[2])",
+        "",
+        "| events/s | produced | committed within the run | p50 | p99 | micro-batches "
+        "| median batch | sustained |",
+        "|---" * 8 + "|",
+    ]
+    for r in s.get("runs", []):
+        lines.append(
+            f"| {r['rate']:,} | {r['produced']:,} | {r['scored_within_run']:,}"
+            f" | {_latency(r['p50_seconds'])} | {_latency(r['p99_seconds'])} | {r['batches']}"
+            f" | {r['median_batch_seconds']:.1f} s | {'yes' if r['sustained'] else 'no'} |"
+        )
+    top = s.get("highest_sustained_rate")
+    lines += [
+        "",
+        f"Highest sustained rate: {f'{top:,} events/s' if top else 'none of those tried'}.",
+        "",
+    ]
+    return lines
 
 
 def merge(paths: list[str]) -> dict[str, Any]:

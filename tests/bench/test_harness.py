@@ -16,7 +16,15 @@ import pytest
 from bench.common import median, paired_ratio
 from bench.memory import TreeSampler
 from bench.pandas_pipeline import _rolling
-from bench.run import _batch_markdown, batch_summary, merge
+from bench.quality_real import alert_precision_recall, bgl_window_truth
+from bench.run import (
+    _batch_markdown,
+    _bgl_markdown,
+    _cardtx_markdown,
+    _streaming_markdown,
+    batch_summary,
+    merge,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -110,6 +118,80 @@ def test_pandas_rolling_windows_are_point_in_time_per_key() -> None:
     assert np.isnan(hist[[0, 1, 3]]).all() and list(hist[[2, 4]]) == [1.0, 3.0]
 
 
+def test_bgl_ground_truth_windows_are_epoch_aligned_per_component() -> None:
+    lines = [
+        "- 1000 2005.06.03 R02 t R02 RAS KERNEL INFO instruction cache parity error corrected",
+        "KERNDTLB 1199 2005.06.03 R02 t R02 RAS KERNEL FATAL data TLB error interrupt",
+        "- 1200 2005.06.03 R02 t R02 RAS KERNEL INFO generating core.2275",
+        "APPREAD 1250 2005.06.03 R04 t R04 RAS APP FATAL ciod: failed to read message prefix",
+        "APPREAD 1900 2005.06.03 R04 t R04 RAS APP FATAL ciod: failed to read message prefix",
+        "garbage line",
+    ]
+    # 5-minute windows [900, 1200), [1200, 1500), ..., each named by its end.
+    assert bgl_window_truth(lines) == {
+        ("KERNEL", 1200): True,
+        ("KERNEL", 1500): False,
+        ("APP", 1500): True,
+        ("APP", 2100): True,
+    }
+    truth = bgl_window_truth(lines)
+    # KERNEL@1800 is an empty window after activity: no line, so normal.
+    rows = [("k1", "KERNEL", 1200), ("k2", "KERNEL", 1500), ("k3", "KERNEL", 1800),
+            ("a1", "APP", 1500)]  # fmt: skip
+    got = alert_precision_recall(rows, ["k1", "k3"], truth)
+    assert got == {
+        "windows": 4,
+        "active_windows": 3,
+        "anomalous_windows": 2,
+        "alerts": 2,
+        "true_alerts": 1,
+        "precision": 0.5,
+        "recall": 0.5,
+        "anomalous_windows_without_row": 1,  # APP@2100
+    }
+    with pytest.raises(ValueError, match="not in the features"):
+        alert_precision_recall(rows, ["nope"], truth)
+
+
+def test_bgl_and_cardtx_markdown_tables() -> None:
+    bgl = {
+        "templates": {"lines": 2000, "grouping_accuracy": 0.9714,
+                      "parsing_accuracy": 0.8526, "drain_published_grouping_accuracy": 0.963},
+        "alerts": {"windows": 120, "active_windows": 40, "anomalous_windows": 30, "alerts": 6, "true_alerts": 4,
+                   "precision": 4 / 6, "recall": 4 / 30, "anomalous_windows_without_row": 0,
+                   "lines": 2000, "alert_lines": 143, "alert_severity": 99.0,
+                   "detectors": ["isolation_forest", "robust_zscore"]},
+    }  # fmt: skip
+    md = "\n".join(_bgl_markdown(bgl))
+    assert "| grouping accuracy | 0.971 | 0.963 |" in md
+    assert "| parsing accuracy | 0.853 | - |" in md
+    assert "| 120 (40) | 30 | 6 | 4 | 0.667 | 0.133 |" in md
+    assert "isolation_forest + robust_zscore" in md and "143 of 2,000 lines" in md
+    assert "have no feature row" not in md
+    skipped = _bgl_markdown("BGL data absent: skipped")
+    assert skipped[0] == "### BGL system log (loghub BGL_2k): BGL data absent: skipped"
+    part = _bgl_markdown({"templates": "absent", "alerts": bgl["alerts"]})
+    assert "Templates: absent" in part and "| 120 (40) | 30 |" in "\n".join(part)
+
+    cardtx = {
+        "protocol": "7/7/7 days",
+        "train_rows": 60000,
+        "test_rows": 58000,
+        "test_frauds": 400,
+        "results": {"PyOD ECOD (unsupervised)": {"roc_auc": 0.8, "average_precision": 0.25,
+                                                 "card_precision_at_100": 0.2143}},
+        "published": {"random forest (supervised)": [0.867, 0.658, 0.287]},
+        "note": "pyod not installed: peer rows skipped",
+    }  # fmt: skip
+    md = "\n".join(_cardtx_markdown(cardtx))
+    assert "60,000 training and 58,000 test transactions (400 frauds)" in md
+    assert "| PyOD ECOD (unsupervised) | 0.800 | 0.250 | 0.214 |" in md
+    assert "| published random forest (supervised) | 0.867 | 0.658 | 0.287 |" in md
+    assert md.index("PyOD ECOD") < md.index("published random forest")
+    assert "pyod not installed" in md
+    assert _cardtx_markdown("absent")[0].endswith("simulator): absent")
+
+
 # The smoke took 38 s wall (6 s of CPU) on this shared 2-core machine at load
 # average 18: over the 20 s budget for an unmarked test, hence slow.
 @pytest.mark.slow
@@ -142,3 +224,22 @@ def test_smoke_run_writes_results_and_markdown(tmp_path: Path) -> None:
     md = (out / "RESULTS.md").read_text()
     assert "thyroid" in md and "Streaming latency" in md and "score_arrays" in md
     assert elapsed < 120, f"the smoke took {elapsed:.0f} s"
+
+
+def test_streaming_markdown_shows_missing_latency_as_a_dash() -> None:
+    nan = float("nan")
+    runs = [
+        {"rate": 1000, "produced": 30011, "scored_within_run": 2066, "p50_seconds": 41.14,
+         "p99_seconds": 42.36, "batches": 1, "median_batch_seconds": 55.169, "sustained": False},
+        {"rate": 5000, "produced": 150041, "scored_within_run": 0, "p50_seconds": nan,
+         "p99_seconds": nan, "batches": 1, "median_batch_seconds": 32.977, "sustained": False},
+    ]  # fmt: skip
+    lines = _streaming_markdown(
+        {"runs": runs, "seconds_per_rate": 30.0, "highest_sustained_rate": None}
+    )
+    assert "| 1,000 | 30,011 | 2,066 | 41.14 s | 42.36 s | 1 | 55.2 s | no |" in lines
+    assert "| 5,000 | 150,041 | 0 | - | - | 1 | 33.0 s | no |" in lines
+    assert "Highest sustained rate: none of those tried." in lines
+    ok = _streaming_markdown({"runs": [], "highest_sustained_rate": 1000})
+    assert "Highest sustained rate: 1,000 events/s." in ok
+    assert _streaming_markdown({"skipped": "smoke"})[0] == "### Streaming latency: smoke"
