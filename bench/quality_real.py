@@ -47,7 +47,6 @@ PUBLISHED_CARDTX: dict[str, tuple[float, float, float]] = {
     "random forest (supervised)": (0.867, 0.658, 0.287),
 }
 CARDTX_TRAIN_START = dt.date(2018, 5, 11)
-CARDTX_LAST_TEST_DAY = dt.date(2018, 5, 31)
 
 
 # ---------------------------------------------------------------------------
@@ -130,28 +129,12 @@ def _session(workdir: Path, partitions: int = 2) -> Any:
 
 def bgl_templates(spark: Any) -> dict[str, Any] | str:
     """Grouping and parsing accuracy on BGL_2k against loghub's reference parse."""
-    from pyspark.sql import functions as F
+    from lakehound.quality import bgl
 
-    from lakehound.features import logs as L
-
-    log, ref_csv = BGL_DIR / "BGL_2k.log", BGL_DIR / "BGL_2k.log_structured.csv"
-    if not (log.exists() and ref_csv.exists()):
-        return f"BGL data absent ({log}, {ref_csv.name}): skipped"
-    raw = log.read_text(encoding="utf-8").splitlines()
-    lines = spark.createDataFrame(list(enumerate(raw, start=1)), "LineId long, value string")
-    ref = (
-        spark.read.option("header", "true")
-        .option("multiLine", "true")
-        .option("escape", '"')
-        .csv(str(ref_csv))
-        .select(F.col("LineId").cast("long").alias("LineId"), "EventId", "EventTemplate")
-    )
-    parsed = L.parse_bgl(lines).join(ref, "LineId")
-    got = L.assign_templates(parsed, L.mine_templates(parsed))
+    if not ((BGL_DIR / bgl.LOG).exists() and (BGL_DIR / bgl.STRUCTURED).exists()):
+        return f"BGL data absent ({BGL_DIR / bgl.LOG}, {bgl.STRUCTURED}): skipped"
     return {
-        "lines": parsed.count(),
-        "grouping_accuracy": L.grouping_accuracy(got),
-        "parsing_accuracy": L.parsing_accuracy(got),
+        **bgl.template_accuracy(spark, BGL_DIR),
         "drain_published_grouping_accuracy": DRAIN_BGL_GA,
     }
 
@@ -195,43 +178,15 @@ def bgl_alerts(spark: Any, lakehouse: Path, partitions: int = 2) -> dict[str, An
     return out
 
 
-def _finite(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Non-finite values -> the training medians (PyOD refuses NaN; LakeHound's bundles
-    do their own filling)."""
-    fill = np.nanmedian(np.where(np.isfinite(train), train, np.nan), axis=0)
-    fill = np.where(np.isfinite(fill), fill, 0.0)
-    return np.where(np.isfinite(train), train, fill), np.where(np.isfinite(test), test, fill)
-
-
 def cardtx(spark: Any) -> dict[str, Any] | str:
     """Handbook protocol on the real card data: LakeHound's members and PyOD peers."""
-    import pandas as pd
-    from pyspark.sql import functions as F
-
-    from lakehound.features.transactions import cardtx_features
     from lakehound.lifecycle import handbook, supervised
     from udfs.bundle import ModelBundle
     from udfs.calibration import Threshold
 
     if not CARDTX.exists():
         return f"card transactions absent ({CARDTX}): skipped"
-    raw = spark.read.parquet(str(CARDTX)).withColumn(
-        "TX_DATETIME", F.col("TX_DATETIME").cast("timestamp")
-    )
-    labels = raw.select(
-        F.col("TRANSACTION_ID").cast("string").alias("event_id"),
-        F.col("TX_FRAUD").cast("int").alias("y"),
-    )
-    # Features over all the data (30-day windows), then only the protocol's 21 days
-    # reach pandas: handbook.split reads nothing else.
-    feats_df = cardtx_features(raw, None, 7).where(
-        F.col("event_date").between(CARDTX_TRAIN_START, CARDTX_LAST_TEST_DAY)
-    )
-    pdf = feats_df.join(labels, "event_id").toPandas()
-    pdf["day"] = pd.to_datetime(pdf["event_date"]).dt.date
-    pdf["card"] = pdf["entity_id"]
-    feats = [c for c in pdf.columns if c.startswith(("tx_", "card_", "terminal_"))]
-    train, test = handbook.split(pdf, CARDTX_TRAIN_START)
+    train, test, feats = handbook.load_split(spark, CARDTX, CARDTX_TRAIN_START)
     Xtr, Xte = train[feats].to_numpy(np.float64), test[feats].to_numpy(np.float64)
     threshold = Threshold("contamination", 0.01)
     results: dict[str, dict[str, float]] = {}
@@ -253,7 +208,8 @@ def cardtx(spark: Any) -> dict[str, Any] | str:
     except ImportError:
         pass
     else:
-        ftr, fte = _finite(Xtr, Xte)
+        # PyOD refuses NaN: the same training medians LakeHound's bundle fills with.
+        ftr, fte = (np.where(np.isfinite(X), X, iforest.fill_values) for X in (Xtr, Xte))
         for name, model in [("PyOD IForest", IForest(random_state=0)), ("PyOD ECOD", ECOD())]:
             s = model.fit(ftr).decision_function(fte)
             results[f"{name} (unsupervised)"] = handbook.scores(test, s)
@@ -271,7 +227,7 @@ def cardtx(spark: Any) -> dict[str, Any] | str:
         "protocol": (
             f"train {CARDTX_TRAIN_START}..{CARDTX_TRAIN_START + dt.timedelta(days=6)}, "
             f"7 days delay, test {CARDTX_TRAIN_START + dt.timedelta(days=14)}.."
-            f"{CARDTX_LAST_TEST_DAY}, {len(feats)} handbook features"
+            f"{CARDTX_TRAIN_START + dt.timedelta(days=20)}, {len(feats)} handbook features"
         ),
         "train_rows": len(train),
         "test_rows": len(test),

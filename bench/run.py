@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -423,7 +424,7 @@ def to_markdown(results: dict[str, Any]) -> str:
 
 def _latency(x: float | None) -> str:
     # NaN when no event of the rate was committed within the run.
-    return "-" if x is None or x != x else f"{x:.2f} s"
+    return "-" if x is None or math.isnan(x) else f"{x:.2f} s"
 
 
 def _streaming_markdown(s: dict[str, Any]) -> list[str]:

@@ -10,10 +10,14 @@ daily card precision@100.
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
+from lakehound.features.transactions import cardtx_features
 from lakehound.lifecycle import metrics
 
 
@@ -32,6 +36,36 @@ def split(
         test_day = df[df["day"] == day(train_days + delay_days + i)]
         parts.append(test_day[~test_day["card"].isin(known)])
     return train, pd.concat(parts)
+
+
+def load_split(
+    spark: SparkSession, path: Path, train_start: dt.date, delay_days: int = 7
+) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """(train, test, feature names) of the handbook's card parquet at ``path``.
+
+    The 15 handbook features (``cardtx_features``, terminal risk seeing labels only
+    through the delay) are computed in Spark over all the data, for their 30-day
+    windows; only the protocol's 21 days reach pandas, which is all :func:`split` reads.
+    """
+    raw = spark.read.parquet(str(path)).withColumn(
+        "TX_DATETIME", F.col("TX_DATETIME").cast("timestamp")
+    )
+    labels = raw.select(
+        F.col("TRANSACTION_ID").cast("string").alias("event_id"),
+        F.col("TX_FRAUD").cast("int").alias("y"),
+    )
+    last = train_start + dt.timedelta(days=7 + delay_days + 7 - 1)
+    pdf = (
+        cardtx_features(raw, None, delay_days)
+        .where(F.col("event_date").between(train_start, last))
+        .join(labels, "event_id")
+        .toPandas()
+    )
+    pdf["day"] = pd.to_datetime(pdf["event_date"]).dt.date
+    pdf["card"] = pdf["entity_id"]
+    feats = [c for c in pdf.columns if c.startswith(("tx_", "card_", "terminal_"))]
+    train, test = split(pdf, train_start, delay_days=delay_days)
+    return train, test, feats
 
 
 def scores(test: pd.DataFrame, s: np.ndarray, k: int = 100) -> dict[str, float]:

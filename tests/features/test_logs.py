@@ -13,6 +13,7 @@ from pyspark.testing import assertDataFrameEqual
 
 from lakehound.features import logs as L
 from lakehound.generators import logs as gen
+from lakehound.quality import bgl
 
 BGL = Path(__file__).resolve().parents[3] / "shared" / "data" / "logs" / "BGL"
 T0 = dt.datetime(2024, 1, 1, 0, 0, 0)
@@ -87,19 +88,6 @@ def test_mask_message(spark: SparkSession) -> None:
     ]
 
 
-def _bgl_with_reference(spark: SparkSession) -> DataFrame:
-    raw = (BGL / "BGL_2k.log").read_text(encoding="utf-8").splitlines()
-    lines = spark.createDataFrame(list(enumerate(raw, start=1)), "LineId long, value string")
-    ref = (
-        spark.read.option("header", "true")
-        .option("multiLine", "true")
-        .option("escape", '"')
-        .csv(str(BGL / "BGL_2k.log_structured.csv"))
-        .select(F.col("LineId").cast("long").alias("LineId"), "EventId", "EventTemplate")
-    )
-    return L.parse_bgl(lines).join(ref, "LineId")
-
-
 @pytest.mark.quality
 @pytest.mark.skipif(not (BGL / "BGL_2k.log").exists(), reason="shared BGL logs not present")
 def test_template_accuracy_on_loghub_bgl_2k(spark: SparkSession) -> None:
@@ -107,7 +95,7 @@ def test_template_accuracy_on_loghub_bgl_2k(spark: SparkSession) -> None:
     published BGL setting (2 prefix tokens, similarity 0.5); Drain's own BGL_2k GA
     in the loghub benchmark is 0.963. Thresholds sit just under the measured values,
     so a regression in masking or merging fails the test."""
-    parsed = _bgl_with_reference(spark)
+    parsed = bgl.with_reference(spark, BGL)
     assert parsed.where("parse_ok").count() == 2000
     assert parsed.where("is_alert").count() == 143  # the dataset README's count
     mapping = L.mine_templates(parsed)

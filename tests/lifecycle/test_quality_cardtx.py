@@ -15,9 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from pyspark.sql import SparkSession
-from pyspark.sql import functions as F
 
-from lakehound.features.transactions import cardtx_features
 from lakehound.lifecycle import handbook, supervised
 from tests.conftest import SHARED_DATA
 from udfs.bundle import ModelBundle
@@ -32,20 +30,8 @@ DATA = SHARED_DATA / "transactions" / "fraud_sim_2018-04_2018-05.parquet"
 def handbook_split(spark: SparkSession) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     if not DATA.exists():
         pytest.skip(f"real data not present: {DATA}")
-    raw = spark.read.parquet(str(DATA)).withColumn(
-        "TX_DATETIME", F.col("TX_DATETIME").cast("timestamp")
-    )
-    labels = raw.select(
-        F.col("TRANSACTION_ID").cast("string").alias("event_id"),
-        F.col("TX_FRAUD").cast("int").alias("y"),
-    )
-    # Terminal risk sees labels only through the handbook's 7-day delay.
-    pdf = cardtx_features(raw, None, 7).join(labels, "event_id").toPandas()
-    pdf["day"] = pd.to_datetime(pdf["event_date"]).dt.date
-    pdf["card"] = pdf["entity_id"]
-    feats = [c for c in pdf.columns if c.startswith(("tx_", "card_", "terminal_"))]
+    train, test, feats = handbook.load_split(spark, DATA, dt.date(2018, 5, 11))
     assert len(feats) == 15
-    train, test = handbook.split(pdf, dt.date(2018, 5, 11))
     return train, test, feats
 
 
