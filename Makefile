@@ -21,7 +21,7 @@ setup: $(VENV)/.installed .cache/ivy/.resolved .cache/kafka/.resolved
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev,deep]"
 	touch $@
 
 # The only network step for the JVM side: Spark's Ivy fetches the locked jars once.

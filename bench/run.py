@@ -129,7 +129,14 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
         runs = []
         for n in sizes:
             print(f"bench: batch {n:,} rows x {reps}", flush=True)
-            params = {"rows": n, "reps": reps, "workdir": str(work / f"batch_{n}")}
+            params = {
+                "rows": n,
+                "reps": reps,
+                "workdir": str(work / f"batch_{n}"),
+                # The pandas baseline holds everything in one process (~2.3 GiB per
+                # 1M rows): beyond the cap it would exhaust this machine's memory.
+                "pandas": n <= args.pandas_max_rows,
+            }
             runs.append(run_worker("batch", params))
         batch = batch_summary(runs)
         out["batch"] = batch
@@ -481,6 +488,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", help="batch sizes in rows, comma separated (default 1M,10M)")
     p.add_argument("--reps", type=int, help="repetitions per figure (default 3, smoke 1)")
     p.add_argument("--scoring-rows", type=int, default=1_000_000)
+    p.add_argument(
+        "--pandas-max-rows",
+        type=int,
+        default=2_000_000,
+        help="largest batch size that also runs the single-process pandas baseline",
+    )
     p.add_argument("--out", default="bench", help="directory for results.json and RESULTS.md")
     p.add_argument("--workdir", help="scratch directory (default: a new temp dir)")
     p.add_argument(

@@ -137,8 +137,11 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
             "overwrite"
         ).parquet(str(work / "spark_out"))
 
-    # Warm-up: JVM JIT, Python worker start, broadcast, model unpickling.
-    noop(udf_plan.limit(1000))
+    # Warm-up: JVM JIT, Python worker start, broadcast, model unpickling. A full
+    # pass, not a few rows: the first full pass ran ~50% slower than the next ones
+    # (the JIT compiles the Arrow and Parquet paths only once they are hot).
+    noop(udf_plan)
+    noop(bare_plan)
     if jvm is not None:
         noop(jvm.limit(1000))
     times: dict[str, list[float]] = {

@@ -39,7 +39,7 @@ class SparkSettings(_Model):
     # Local runs take the JVM jars from the project cache written by `make setup`;
     # on a managed cluster the platform (or --packages) provides them.
     use_jar_cache: bool = True
-    arrow_batch_size: int = Field(10_000, ge=100)
+    arrow_batch_size: int = Field(50_000, ge=100)
     conf: dict[str, str] = Field(default_factory=dict)
 
 

@@ -77,22 +77,24 @@ def score_column(
 ) -> Column:
     """A struct column (raw_score, severity, is_anomaly, explanation) for every row of df.
 
-    The Python worker returns flat columns only (the explanation as ``k`` parallel
-    slots of feature name / value / contribution, null where a row has none), which
-    Arrow takes over without a Python object per row; the JVM then builds the
-    ``explanation`` array of structs from the slots. The column's type is exactly
-    :data:`SCORE_STRUCT`.
+    The Python worker returns flat numeric columns only (the explanation as ``k``
+    parallel slots of feature index / contribution, index -1 where a row has none),
+    which Arrow takes over without a Python object per row; the JVM then adds the
+    feature names and the row's values (as read, before the bundle's imputation of
+    missing values) and builds the ``explanation`` array of structs from the slots.
+    The column's type is exactly :data:`SCORE_STRUCT`.
     """
     bc = df.sparkSession.sparkContext.broadcast(payload)
     k = _width(top_k, len(features))
     flat = "raw_score double, severity double, is_anomaly boolean" + "".join(
-        f", e{i}_feature string, e{i}_value double, e{i}_contribution double" for i in range(k)
+        f", e{i}_feature int, e{i}_contribution double" for i in range(k)
     )
 
     @pandas_udf(flat)  # type: ignore[call-overload]
     def _score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         bundle = _load(sha256, bc.value)
-        names = np.array([*bundle.features, None], dtype=object)
+        if list(bundle.features) != list(features):
+            raise ValueError(f"model expects features {bundle.features}, got {features}")
         for batch in batches:
             X = batch.to_numpy(dtype=np.float64, na_value=np.nan)
             out = bundle.score_arrays(X, top_k=top_k)
@@ -104,21 +106,30 @@ def score_column(
                 "is_anomaly": out.is_anomaly,
             }
             for i in range(k):
-                # Index -1 (no explanation) picks the trailing None.
+                # Feature indexes, not names: strings would cost a Python object per
+                # row on the way back to the JVM (-1: no explanation in this slot).
                 have = i < out.feature.shape[1]
                 idx = out.feature[:, i] if have else np.full(len(batch), -1)
-                cols[f"e{i}_feature"] = names[idx]
-                cols[f"e{i}_value"] = out.value[:, i] if have else np.full(len(batch), np.nan)
+                cols[f"e{i}_feature"] = idx.astype(np.int32)
                 cols[f"e{i}_contribution"] = (
                     out.contribution[:, i] if have else np.full(len(batch), np.nan)
                 )
             yield pd.DataFrame(cols)
 
-    s = _score(F.struct(*[F.col(c).cast("double") for c in features]))
+    inputs = [F.col(c).cast("double") for c in features]
+    s = _score(F.struct(*inputs))
+    names, values = F.array(*[F.lit(c) for c in features]), F.array(*inputs)
+
+    def pick(arr: Column, i: int) -> Column:
+        # element_at is 1-based; index -1 (no explanation in the slot) gives null.
+        idx = s[f"e{i}_feature"]
+        return F.when(idx >= 0, F.element_at(arr, idx + 1))
+
     slots = [
         F.struct(
-            s[f"e{i}_feature"].alias("feature"),
-            s[f"e{i}_value"].alias("value"),
+            pick(names, i).alias("feature"),
+            # The row's own value, read here rather than shipped back from Python.
+            pick(values, i).alias("value"),
             s[f"e{i}_contribution"].alias("contribution"),
         )
         for i in range(k)

@@ -10,6 +10,9 @@ Two feature sets, both registered in :mod:`lakehound.features.registry`:
 Every feature of a row is computed from events at or before the row's own
 timestamp (range frames ending at the current row, or at ``-1`` second for "the
 entity's history"), so appending later events can never change earlier rows.
+Account and card windows are Spark range frames; merchant windows, which hold
+thousands of rows each, are the same frames computed from running totals
+(:mod:`lakehound.features.windows`) so their cost stays linear in the rows.
 Fraud labels are used only with an explicit delay (``label_delay_days``): a
 transaction's label counts for a row only if it happened at least that long
 before the row, as chargebacks arrive late in real life (handbook, ch. 3.4).
@@ -36,6 +39,8 @@ import math
 
 from pyspark.sql import Column, DataFrame, Window, WindowSpec
 from pyspark.sql import functions as F
+
+from lakehound.features.windows import mean_std, window_sums
 
 HOUR = 3600
 DAY = 24 * HOUR
@@ -86,6 +91,54 @@ def _grid(entity: str, key: str) -> list[Column]:
             if name not in _LEGACY:
                 cols.append(expr.alias(name))
     return cols
+
+
+def _merchant_windows(x: DataFrame, label_delay_days: int) -> DataFrame:
+    """The merchant columns (grid, 1-day count, 7-day history, delayed risk) of ``x``,
+    keyed by (merchant, transaction id, second), through running-total differences: a merchant has
+    thousands of payments a day, so Spark's range frames would cost rows x window
+    (see :mod:`lakehound.features.windows`). Same values as the frames they replace.
+    """
+    delay = label_delay_days * DAY if label_delay_days > 0 else 1
+    frames = {f"g{w}": (-secs, 0) for w, secs in TX_WINDOWS.items()}
+    frames["hist7d"] = (-7 * DAY, -1)
+    # _risk's frame: (t - delay - 7 d, t - delay], a second before the row at least.
+    frames["risk"] = (-(label_delay_days + RISK_WINDOW_DAYS) * DAY + 1, -delay)
+    sums = window_sums(
+        x,
+        "merchant_id",
+        ["transaction_id", "_ts"],
+        {
+            "n": F.lit(1.0),
+            "amt": F.col("amount"),
+            "s": F.col("log_amount"),
+            "ss": F.col("log_amount") * F.col("log_amount"),
+            "fraud": F.col("_fraud"),
+        },
+        frames,
+    )
+    cols: list[Column] = []
+    for w in TX_WINDOWS:
+        n = F.col(f"g{w}_n")
+        mean, std = mean_std(n, F.col(f"g{w}_s"), F.col(f"g{w}_ss"))
+        exprs = {
+            "count": n,
+            "amount_sum": F.log1p(F.col(f"g{w}_amt")),
+            "amount_mean": mean,
+            "amount_std": std,
+        }
+        cols += [e.alias(f"merchant_{stat}_{w}") for stat, e in exprs.items()]
+    mean7, std7 = mean_std(F.col("hist7d_n"), F.col("hist7d_s"), F.col("hist7d_ss"))
+    return sums.select(
+        "merchant_id",
+        "transaction_id",
+        "_ts",
+        *cols,
+        F.col("hist7d_n").alias("_n_m"),
+        mean7.alias("_mean_m"),
+        F.when(F.col("hist7d_n") >= 2, std7).alias("_std_m"),
+        _ratio(F.col("risk_fraud"), F.col("risk_n")).alias("merchant_risk_7d"),
+    )
 
 
 def _with_labels(df: DataFrame, labels: DataFrame | None, id_col: str) -> DataFrame:
@@ -149,7 +202,6 @@ def transaction_features(
     x = _with_labels(x, labels, "transaction_id")
     hist = _frame(acct, -horizon, -1)
     hour_angle = 2 * math.pi * F.col("_hour") / 24.0
-    m_fraud, m_tx = _risk("merchant_id", RISK_WINDOW_DAYS, label_delay_days)
     x = x.select(
         "*",
         F.count("*").over(_frame(acct, -HOUR, 0)).alias("acct_count_1h"),
@@ -164,14 +216,8 @@ def transaction_features(
         F.avg(F.cos(hour_angle)).over(hist).alias("_hc"),
         F.count("*").over(_frame(["account_id", "merchant_id"], -horizon, -1)).alias("_n_am"),
         F.count("*").over(_frame(["account_id", "country"], -horizon, -1)).alias("_n_ac"),
-        F.count("*").over(_frame(["merchant_id"], -DAY, 0)).alias("merchant_count_1d"),
-        F.count("*").over(_frame(["merchant_id"], -7 * DAY, -1)).alias("_n_m"),
-        F.avg("log_amount").over(_frame(["merchant_id"], -7 * DAY, -1)).alias("_mean_m"),
-        F.stddev_samp("log_amount").over(_frame(["merchant_id"], -7 * DAY, -1)).alias("_std_m"),
         *_grid("acct", "account_id"),
-        *_grid("merchant", "merchant_id"),
-        _ratio(m_fraud, m_tx).alias("merchant_risk_7d"),
-    )
+    ).join(_merchant_windows(x, label_delay_days), ["merchant_id", "transaction_id", "_ts"])
     dev = 1.0 - (F.sin(hour_angle) * F.col("_hs") + F.cos(hour_angle) * F.col("_hc"))
     return x.select(
         F.col("transaction_id").alias("event_id"),

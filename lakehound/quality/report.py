@@ -32,6 +32,7 @@ NAB_DETECTORS: dict[str, dict[str, Any]] = {
     "ewma": {},
     "holt_winters": {},
     "forecast_quantile": {},
+    "lstm_quantile": {},
     "robust_zscore": {},
     "zscore": {},
 }

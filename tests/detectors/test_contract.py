@@ -17,10 +17,11 @@ FAST: dict[str, dict[str, Any]] = {
     "holt_winters": {"period": 24},
     # The test data has 3 features; one principal component leaves a 2-D residual space.
     "pca": {"n_components": 1},
+    "lstm_quantile": {"context": 24, "epochs": 10},
 }
 # Sequential detectors that model the seasonal shape get a seasonal series; the
 # level-only ones (moving average, EWMA, the ESD test) a slowly drifting level.
-SEASONAL = {"holt_winters", "forecast_quantile"}
+SEASONAL = {"holt_winters", "forecast_quantile", "lstm_quantile"}
 # One invalid parameter per detector: __init__ must refuse it.
 BAD: dict[str, dict[str, Any]] = {
     "zscore": {"min_std": -1.0},
@@ -37,6 +38,7 @@ BAD: dict[str, dict[str, Any]] = {
     "ewma": {"alpha": 1.0},
     "holt_winters": {"period": 1},
     "forecast_quantile": {"coverage": 0.0},
+    "lstm_quantile": {"context": 0},
     "gesd": {"alpha": -0.1},
 }
 PLANTED = [40, 123, 250, 377]
@@ -78,7 +80,7 @@ def test_registry_lists_the_whole_library() -> None:
     expected = {
         "zscore", "robust_zscore", "moving_average", "ewma", "holt_winters", "gmm", "gesd",
         "isolation_forest", "ocsvm", "lof", "pca", "kmeans", "dbscan", "autoencoder",
-        "forecast_quantile",
+        "forecast_quantile", "lstm_quantile",
     }  # fmt: skip
     assert expected <= set(available())
     assert set(BAD) == set(available()), "every detector needs a param-validation case"

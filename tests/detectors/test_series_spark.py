@@ -32,7 +32,12 @@ def test_probation_rows_follows_nab() -> None:
 
 @pytest.mark.parametrize(
     ("detector", "params"),
-    [("ewma", {"alpha": 0.4}), ("holt_winters", {"period": 24}), ("robust_zscore", {})],
+    [
+        ("ewma", {"alpha": 0.4}),
+        ("holt_winters", {"period": 24}),
+        ("robust_zscore", {}),
+        ("lstm_quantile", {"context": 24, "epochs": 10}),
+    ],
 )
 def test_spark_matches_numpy_per_series(
     spark: SparkSession, detector: str, params: dict[str, float]

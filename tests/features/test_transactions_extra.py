@@ -66,6 +66,19 @@ def test_window_grid_hand_computed(spark: SparkSession) -> None:
     assert f["a1"]["merchant_risk_7d"] == 0.0  # no labels given
 
 
+def test_replayed_transaction_id_keeps_one_row_per_event(spark: SparkSession) -> None:
+    # Validation de-duplicates within a run, so the same id can come back on a later
+    # date; the look-back then holds both events. Each keeps its own merchant windows.
+    rows = [*_base(), ("a1", "C", "m1", "DE", 20.0, T0 + 2 * D)]
+    out = transaction_features(_tx(spark, rows)).collect()
+    assert len(out) == len(rows)
+    a1 = sorted((r["event_ts"], r["merchant_count_1d"]) for r in out if r["event_id"] == "a1")
+    # The first a1 is m1's first payment; two days later only the replay is in 1 day.
+    assert a1 == [(T0, 1.0), (T0 + 2 * D, 1.0)]
+    later = next(r for r in out if r["event_id"] == "a1" and r["event_ts"] == T0 + 2 * D)
+    assert later["merchant_count_7d"] == 4.0  # a1, b1, a2 and the replay
+
+
 def test_merchant_risk_uses_labels_only_after_the_delay(spark: SparkSession) -> None:
     t = dt.datetime(2024, 3, 1, 12, 0, 0)
     rows = [

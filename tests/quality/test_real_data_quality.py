@@ -59,8 +59,9 @@ def test_ensemble_at_least_as_good_as_its_best_member(
 
 
 def test_nab_series_detectors_beat_the_null_detector() -> None:
-    res = nab.run({"ewma": {}, "forecast_quantile": {}, "robust_zscore": {}})
+    res = nab.run({"ewma": {}, "forecast_quantile": {}, "robust_zscore": {}, "lstm_quantile": {}})
     for det, profiles in res.items():
-        # Measured: 23-27 standard; the published "Random" detector scores 11.0.
+        # Measured: 23-27 standard (lstm_quantile 37.6, ~20 s of the runtime); the
+        # published "Random" detector scores 11.0.
         assert profiles["standard"]["score"] > 15.0, (det, profiles)
         assert profiles["low_fn"]["score"] >= profiles["standard"]["score"] - 5.0
