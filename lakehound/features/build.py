@@ -99,7 +99,11 @@ def build_features(
     src = source_of(cfg)
     delay = cfg.features.label_delay_days
     if src == "transactions":
-        feats = transaction_features(validated, cfg.features.lookback_days, labels, delay)
+        # Only the run's dates are probed for merchant windows; the look-back feeds them.
+        emit = F.to_date("event_ts").isin(list(dates))
+        feats = transaction_features(
+            validated, cfg.features.lookback_days, labels, delay, emit=emit
+        )
     elif src == "cardtx":
         feats = cardtx_features(validated, labels, delay)
     elif src in LOG_SOURCES:

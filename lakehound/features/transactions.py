@@ -93,7 +93,7 @@ def _grid(entity: str, key: str) -> list[Column]:
     return cols
 
 
-def _merchant_windows(x: DataFrame, label_delay_days: int) -> DataFrame:
+def _merchant_windows(x: DataFrame, label_delay_days: int, emit: Column | None) -> DataFrame:
     """The merchant columns (grid, 1-day count, 7-day history, delayed risk) of ``x``,
     keyed by (merchant, transaction id, second), through running-total differences: a merchant has
     thousands of payments a day, so Spark's range frames would cost rows x window
@@ -116,6 +116,7 @@ def _merchant_windows(x: DataFrame, label_delay_days: int) -> DataFrame:
             "fraud": F.col("_fraud"),
         },
         frames,
+        emit,
     )
     cols: list[Column] = []
     for w in TX_WINDOWS:
@@ -177,12 +178,14 @@ def transaction_features(
     lookback_days: int = 30,
     labels: DataFrame | None = None,
     label_delay_days: int = 7,
+    emit: Column | None = None,
 ) -> DataFrame:
     """Validated transactions -> one feature row per transaction (source ``transactions``).
 
     ``df`` must hold the run's dates plus the look-back (``lookback_days`` and
-    ``label_delay_days + 7`` for the merchant risk) before them; the caller
-    filters the result to the run's dates. ``labels`` (``transaction_id,
+    ``label_delay_days + 7`` for the merchant risk) before them. ``emit``, a
+    predicate on ``df``'s columns, selects the rows to return (the run's dates; all
+    rows without it); the others only feed their windows. ``labels`` (``transaction_id,
     is_anomaly``) feeds the merchant risk; without it the risk is 0.0.
     """
     horizon = lookback_days * DAY
@@ -198,6 +201,7 @@ def transaction_features(
         F.log1p("amount").alias("log_amount"),
         (F.hour("event_ts") + F.minute("event_ts") / 60.0).alias("_hour"),
         ((F.dayofweek("event_ts") + 5) % 7).alias("_dow"),  # Monday = 0
+        (F.lit(True) if emit is None else emit).alias("_emit"),
     )
     x = _with_labels(x, labels, "transaction_id")
     hist = _frame(acct, -horizon, -1)
@@ -217,7 +221,11 @@ def transaction_features(
         F.count("*").over(_frame(["account_id", "merchant_id"], -horizon, -1)).alias("_n_am"),
         F.count("*").over(_frame(["account_id", "country"], -horizon, -1)).alias("_n_ac"),
         *_grid("acct", "account_id"),
-    ).join(_merchant_windows(x, label_delay_days), ["merchant_id", "transaction_id", "_ts"])
+    ).join(
+        # Inner join: the rows outside ``emit`` have no merchant windows and drop here.
+        _merchant_windows(x, label_delay_days, F.col("_emit")),
+        ["merchant_id", "transaction_id", "_ts"],
+    )
     dev = 1.0 - (F.sin(hour_angle) * F.col("_hs") + F.cos(hour_angle) * F.col("_hc"))
     return x.select(
         F.col("transaction_id").alias("event_id"),

@@ -38,6 +38,7 @@ def window_sums(
     ids: Sequence[str],
     values: Mapping[str, Column],
     frames: Mapping[str, tuple[int, int]],
+    emit: Column | None = None,
 ) -> DataFrame:
     """Per distinct (``key``, ``ids``) of ``df``: ``<frame>_<value>`` = sum of ``value``
     over the same ``key``'s events with ``_ts`` in ``[_ts + start, _ts + end]``
@@ -47,7 +48,9 @@ def window_sums(
     ``_ts`` or anything that determines it, so rows sharing (key, ids) share their
     windows and joining the result back on ``[key, *ids]`` gives each row exactly
     one match (an event id replayed on another date is then no problem).
-    Returns ``key``, ``ids`` and one double column per (frame, value).
+    Returns ``key``, ``ids`` and one double column per (frame, value), for the rows
+    matching ``emit`` only when it is given (a day's run over its look-back: every
+    row is summed, only the day's rows are probed, which keeps the sort small).
     """
     offsets = sorted({o for start, end in frames.values() for o in (end, start - 1)})
     names = list(values)
@@ -57,6 +60,7 @@ def window_sums(
         *[F.col(c).alias(a) for c, a in id_alias.items()],
         F.col("_ts").alias("_pt"),
         *[F.coalesce(v.cast("double"), F.lit(0.0)).alias(n) for n, v in values.items()],
+        (F.lit(True) if emit is None else F.coalesce(emit, F.lit(False))).alias("_emit"),
     )
     id_cols = list(id_alias.values())
     events = base.select(
@@ -67,15 +71,17 @@ def window_sums(
         F.lit(None).cast("long").alias("_o"),
         *names,
     )
-    probes = base.select(
-        "_k", *id_cols, "_pt", F.explode(F.array(*[F.lit(o) for o in offsets])).alias("_o")
-    ).select(
-        "_k",
-        *id_cols,
-        (F.col("_pt") + F.col("_o")).alias("_pt"),
-        F.lit(_PROBE).alias("_kind"),
-        F.col("_o").cast("long").alias("_o"),
-        *[F.lit(0.0).alias(n) for n in names],
+    probes = (
+        base.where("_emit")
+        .select("_k", *id_cols, "_pt", F.explode(F.array(*[F.lit(o) for o in offsets])).alias("_o"))
+        .select(
+            "_k",
+            *id_cols,
+            (F.col("_pt") + F.col("_o")).alias("_pt"),
+            F.lit(_PROBE).alias("_kind"),
+            F.col("_o").cast("long").alias("_o"),
+            *[F.lit(0.0).alias(n) for n in names],
+        )
     )
     running = (
         Window.partitionBy("_k")

@@ -79,6 +79,16 @@ def test_replayed_transaction_id_keeps_one_row_per_event(spark: SparkSession) ->
     assert later["merchant_count_7d"] == 4.0  # a1, b1, a2 and the replay
 
 
+def test_emit_returns_the_chosen_rows_with_their_full_history(spark: SparkSession) -> None:
+    rows = [*_base(), ("c1", "C", "m1", "DE", 30.0, T0 + 3 * D)]
+    full = {r["event_id"]: r.asDict() for r in transaction_features(_tx(spark, rows)).collect()}
+    emit = F.col("event_ts") >= T0 + D
+    some = transaction_features(_tx(spark, rows), emit=emit).collect()
+    assert [r["event_id"] for r in some] == ["c1"]
+    assert some[0].asDict() == full["c1"]
+    assert full["c1"]["merchant_count_7d"] == 4.0  # a1, b1, a2 from before the emitted day
+
+
 def test_merchant_risk_uses_labels_only_after_the_delay(spark: SparkSession) -> None:
     t = dt.datetime(2024, 3, 1, 12, 0, 0)
     rows = [

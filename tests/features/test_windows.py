@@ -63,3 +63,22 @@ def test_window_sums_equal_brute_force_frames(spark: SparkSession, events: pd.Da
         np.testing.assert_allclose(got[f"{label}_std"], want["std"], atol=1e-6, err_msg=label)
     # The frames are not trivial: some rows see several events, some none.
     assert got["hist_n"].max() >= 5 and (got["delayed_n"] == 0).any()
+
+
+def test_emit_probes_only_the_chosen_rows_but_sums_all(
+    spark: SparkSession, events: pd.DataFrame
+) -> None:
+    df = spark.createDataFrame(events).withColumnRenamed("ts", "_ts")
+    emit = F.col("_ts") >= 600  # "the run's dates": the earlier rows only feed windows
+    got = (
+        window_sums(df, "key", ["id", "_ts"], {"n": F.lit(1.0), "s": F.col("x")}, FRAMES, emit)
+        .toPandas()
+        .set_index("id")
+        .sort_index()
+    )
+    chosen = events[events.ts >= 600]
+    assert sorted(got.index) == sorted(chosen.id)
+    for label, (start, end) in FRAMES.items():
+        want = _brute(events, start, end).loc[got.index]
+        np.testing.assert_array_equal(got[f"{label}_n"], want["n"], err_msg=label)
+        np.testing.assert_allclose(got[f"{label}_s"], want["s"], atol=1e-9, err_msg=label)
