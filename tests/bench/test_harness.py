@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 import time
@@ -237,9 +238,27 @@ def test_streaming_markdown_shows_missing_latency_as_a_dash() -> None:
     lines = _streaming_markdown(
         {"runs": runs, "seconds_per_rate": 30.0, "highest_sustained_rate": None}
     )
-    assert "| 1,000 | 30,011 | 2,066 | 41.14 s | 42.36 s | 1 | 55.2 s | no |" in lines
-    assert "| 5,000 | 150,041 | 0 | - | - | 1 | 33.0 s | no |" in lines
+    # Results from before the lag-growth column show it as a dash.
+    assert "| 1,000 | 30,011 | 2,066 | 41.14 s | 42.36 s | 1 | 55.2 s | - | no |" in lines
+    assert "| 5,000 | 150,041 | 0 | - | - | 1 | 33.0 s | - | no |" in lines
     assert "Highest sustained rate: none of those tried." in lines
     ok = _streaming_markdown({"runs": [], "highest_sustained_rate": 1000})
     assert "Highest sustained rate: 1,000 events/s." in ok
     assert _streaming_markdown({"skipped": "smoke"})[0] == "### Streaming latency: smoke"
+
+
+def test_lag_growth_and_sustained_verdict() -> None:
+    from bench.streaming import lag_growth, sustained
+
+    # Keeping up: the same latency all along, whatever the send time.
+    steady = [(t, 2.5) for t in range(100)]
+    # Falling behind: latency grows by 0.5 s per second sent (0 -> 49.5 s).
+    behind = [(t, 0.5 * t) for t in range(100)]
+    assert lag_growth(steady) == 0.0
+    # Medians of the first and last 25 latencies: 0.5 * 12 and 0.5 * 87.
+    assert lag_growth(behind) == 0.5 * 87 - 0.5 * 12
+    assert sustained(100, 100, lag_growth(steady), median_batch=2.0)
+    assert not sustained(100, 100, lag_growth(behind), median_batch=2.0)
+    assert not sustained(98, 100, 0.0, median_batch=2.0)  # lost more than 1%
+    assert not sustained(0, 0, 0.0, median_batch=2.0)
+    assert math.isnan(lag_growth(steady[:5]))
