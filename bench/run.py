@@ -434,9 +434,9 @@ def to_markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _latency(x: float | None) -> str:
-    # NaN when no event of the rate was committed within the run.
-    return "-" if x is None or math.isnan(x) else f"{x:.2f} s"
+def _latency(x: float | None, digits: int = 2) -> str:
+    # NaN when no event (or no micro-batch) of the rate was committed within the run.
+    return "-" if x is None or math.isnan(x) else f"{x:.{digits}f} s"
 
 
 def _streaming_markdown(s: dict[str, Any]) -> list[str]:
@@ -455,7 +455,7 @@ def _streaming_markdown(s: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {r['rate']:,} | {r['produced']:,} | {r['scored_within_run']:,}"
             f" | {_latency(r['p50_seconds'])} | {_latency(r['p99_seconds'])} | {r['batches']}"
-            f" | {r['median_batch_seconds']:.1f} s | {_latency(growth)}"
+            f" | {_latency(r['median_batch_seconds'], 1)} | {_latency(growth)}"
             f" | {'yes' if r['sustained'] else 'no'} |"
         )
     top = s.get("highest_sustained_rate")

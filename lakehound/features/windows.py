@@ -47,7 +47,9 @@ def window_sums(
     ``df`` needs ``key``, ``ids`` and integer-second ``_ts``; ``ids`` must include
     ``_ts`` or anything that determines it, so rows sharing (key, ids) share their
     windows and joining the result back on ``[key, *ids]`` gives each row exactly
-    one match (an event id replayed on another date is then no problem).
+    one match (an event id replayed on another date is then no problem). Key and
+    ids must be non-null (the input contracts require them): an equi-join back on a
+    null key would find nothing.
     Returns ``key``, ``ids`` and one double column per (frame, value), for the rows
     matching ``emit`` only when it is given (a day's run over its look-back: every
     row is summed, only the day's rows are probed, which keeps the sort small).
