@@ -29,14 +29,14 @@ class ScoredBatch:
 @dataclass
 class ScoredArrays:
     """A scored batch as arrays; explanation slot ``s`` of row ``i`` is
-    ``(features[feature[i, s]], value[i, s], contribution[i, s])``, strongest first,
-    and absent where ``feature[i, s] == -1`` (unflagged rows have none)."""
+    ``(features[feature[i, s]], contribution[i, s])``, strongest first, and absent
+    where ``feature[i, s] == -1`` (unflagged rows have none). The feature's value is
+    the caller's input ``X[i, feature[i, s]]``."""
 
     raw: np.ndarray
     severity: np.ndarray
     is_anomaly: np.ndarray
     feature: np.ndarray
-    value: np.ndarray
     contribution: np.ndarray
 
 
@@ -143,16 +143,11 @@ class ModelBundle:
                     for slot, (j, c) in enumerate(items):
                         feature[row, slot] = j
                         contribution[row, slot] = c
-        value = np.full(feature.shape, np.nan)
-        has = feature >= 0
-        if has.any():
-            value[has] = X[np.nonzero(has)[0], feature[has]]
         return ScoredArrays(
             raw=raw,
             severity=np.asarray(self.calibrator.severity(raw), dtype=np.float64),
             is_anomaly=is_anom,
             feature=feature,
-            value=value,
             contribution=contribution,
         )
 

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from udfs.detectors.base import BaseDetector, check_fraction, check_positive, top_k_by_abs
+from udfs.detectors.base import check_fraction, check_positive
 from udfs.detectors.registry import register
-from udfs.detectors.series import _check_int
+from udfs.detectors.series import QuantileIntervalDetector, _check_int
 
 _INSTALL_HINT = 'lstm_quantile needs torch: pip install -e ".[deep]"'
 
@@ -87,7 +87,7 @@ def _build(torch: Any, d: int, hidden: int) -> Any:
 
 
 @register("lstm_quantile")
-class LSTMQuantileForecaster(BaseDetector):
+class LSTMQuantileForecaster(QuantileIntervalDetector):
     """A small probabilistic forecaster in the DeepAR / LSTM family, trained on quantiles.
 
     An LSTM (``hidden`` units, one layer) reads the previous ``context`` rows and
@@ -107,7 +107,6 @@ class LSTMQuantileForecaster(BaseDetector):
     NAB, the two designs coincide.
     """
 
-    sequential = True
     min_std: float = 1e-9
 
     def __init__(
@@ -201,16 +200,3 @@ class LSTMQuantileForecaster(BaseDetector):
                 chunk = torch.from_numpy(wins[start : start + 4096])
                 out[start : start + 4096] = net(chunk).numpy()
         return self.mean_[None, :, None] + self.std_[None, :, None] * out
-
-    def z(self, X: np.ndarray) -> np.ndarray:
-        q = self.forecast(X)
-        lo, med, hi = q[..., 0], q[..., 1], q[..., 2]
-        up = (X - med) / np.maximum(hi - med, 1e-9)
-        down = (X - med) / np.maximum(med - lo, 1e-9)
-        return np.where(med <= X, up, down)
-
-    def _score(self, X: np.ndarray) -> np.ndarray:
-        return np.abs(self.z(X)).max(axis=1)
-
-    def explain(self, X: np.ndarray, top_k: int = 3) -> list[list[tuple[int, float]]]:
-        return top_k_by_abs(self.z(self._check(X, fitting=False)), top_k)

@@ -147,8 +147,33 @@ class HoltWinters(_ResidualDetector):
         return resid
 
 
+class QuantileIntervalDetector(BaseDetector):
+    """A forecaster of per-row (lower, median, upper) quantiles, scored by where each
+    observation falls: distance beyond the median in units of the half-interval on
+    that side, so > 1 means outside the predicted interval; max |z| over columns."""
+
+    sequential = True
+
+    def forecast(self, X: np.ndarray) -> np.ndarray:
+        """Per row and column: the (lower, median, upper) predicted quantiles, shape (n, d, 3)."""
+        raise NotImplementedError
+
+    def z(self, X: np.ndarray) -> np.ndarray:
+        q = self.forecast(X)
+        lo, med, hi = q[..., 0], q[..., 1], q[..., 2]
+        up = (X - med) / np.maximum(hi - med, 1e-9)
+        down = (X - med) / np.maximum(med - lo, 1e-9)
+        return np.where(med <= X, up, down)
+
+    def _score(self, X: np.ndarray) -> np.ndarray:
+        return np.abs(self.z(X)).max(axis=1)
+
+    def explain(self, X: np.ndarray, top_k: int = 3) -> list[list[tuple[int, float]]]:
+        return top_k_by_abs(self.z(self._check(X, fitting=False)), top_k)
+
+
 @register("forecast_quantile")
-class QuantileForecaster(BaseDetector):
+class QuantileForecaster(QuantileIntervalDetector):
     """A small probabilistic forecaster: AR(``lags``) on the series, residual quantiles.
 
     The point forecast is a least-squares autoregression on the previous ``lags``
@@ -158,8 +183,6 @@ class QuantileForecaster(BaseDetector):
     Score > 1 means the observation fell outside the predicted quantile interval
     (distance beyond the median in units of the half-interval on that side).
     """
-
-    sequential = True
 
     def __init__(self, lags: int = 8, coverage: float = 0.98, ridge: float = 1e-3) -> None:
         self.lags = _check_int("lags", lags, 1)
@@ -196,19 +219,6 @@ class QuantileForecaster(BaseDetector):
             f = self._design(X[:, j], j) @ self.coef_[j]
             out[:, j, :] = f[:, None] + self.q_[j][None, :]
         return out
-
-    def z(self, X: np.ndarray) -> np.ndarray:
-        q = self.forecast(X)
-        lo, med, hi = q[..., 0], q[..., 1], q[..., 2]
-        up = (X - med) / np.maximum(hi - med, 1e-9)
-        down = (X - med) / np.maximum(med - lo, 1e-9)
-        return np.where(med <= X, up, down)
-
-    def _score(self, X: np.ndarray) -> np.ndarray:
-        return np.abs(self.z(X)).max(axis=1)
-
-    def explain(self, X: np.ndarray, top_k: int = 3) -> list[list[tuple[int, float]]]:
-        return top_k_by_abs(self.z(self._check(X, fitting=False)), top_k)
 
 
 @register("gesd")
