@@ -180,10 +180,14 @@ def _f(x: float, digits: int = 0) -> str:
 def _batch_markdown(batch: dict[str, Any]) -> list[str]:
     runs = batch["runs"]
     reps = sorted({r["reps"] for r in runs})
+    # Sizes merged from separate invocations may differ in repetitions: say which.
+    of = (
+        f"{reps[0]} repetition(s)"
+        if len(reps) == 1
+        else "repetitions " + ", ".join(f"{r['rows']:,} x{r['reps']}" for r in runs)
+    )
     lines = [
-        "### Batch (generated transactions, local[2], median of "
-        + "/".join(str(x) for x in reps)
-        + " repetition(s))",
+        f"### Batch (generated transactions, local[2], median of {of})",
         "",
         "Rows per second (seconds) per stage. In local mode the driver and the executor "
         "are one JVM: its peak RSS and used heap are both.",
@@ -447,16 +451,22 @@ def _streaming_markdown(s: dict[str, Any]) -> list[str]:
         f"{s.get('seconds_per_rate', 0):.0f} s per rate, local[2])",
         "",
         "| events/s | produced | committed within the run | p50 | p99 | micro-batches "
-        "| median batch | lag growth | sustained |",
-        "|---" * 9 + "|",
+        "| median batch (rows) | of which classify / features + scores / writes "
+        "| lag growth | sustained |",
+        "|---" * 10 + "|",
     ]
     for r in s.get("runs", []):
         growth = r.get("lag_growth_seconds")
+        st = r.get("median_stage_seconds") or {}
+        stages = " / ".join(
+            _latency(st.get(k), 1) for k in ("classify", "features_and_scores", "writes")
+        )
+        rows = f" ({r['median_batch_rows']:,})" if "median_batch_rows" in r else ""
         lines.append(
             f"| {r['rate']:,} | {r['produced']:,} | {r['scored_within_run']:,}"
             f" | {_latency(r['p50_seconds'])} | {_latency(r['p99_seconds'])} | {r['batches']}"
-            f" | {_latency(r['median_batch_seconds'], 1)} | {_latency(growth)}"
-            f" | {'yes' if r['sustained'] else 'no'} |"
+            f" | {_latency(r['median_batch_seconds'], 1)}{rows} | {stages if st else '-'}"
+            f" | {_latency(growth)} | {'yes' if r['sustained'] else 'no'} |"
         )
     top = s.get("highest_sustained_rate")
     lines += [
@@ -465,7 +475,8 @@ def _streaming_markdown(s: dict[str, Any]) -> list[str]:
         "",
         "Lag growth: median latency of the last quarter of the events sent minus that of "
         "the first quarter. Sustained: at least 99% of the events committed within the run "
-        "and the lag grew by less than one micro-batch.",
+        "and the lag grew by less than one micro-batch. Stages: medians over the "
+        "micro-batches of the rate (`stream_progress.details`).",
         "",
     ]
     return lines
@@ -477,7 +488,8 @@ def merge(paths: list[str]) -> dict[str, Any]:
         "machine": parts[0]["machine"],
         "smoke": any(x["smoke"] for x in parts),
         "benchmarks": {},
-        "merged_from": [x["machine"]["date_utc"] for x in parts],
+        # An input that is itself a merge contributes the invocations it came from.
+        "merged_from": [d for x in parts for d in x.get("merged_from", [x["machine"]["date_utc"]])],
     }
     runs: dict[int, dict[str, Any]] = {}
     for part in parts:

@@ -9,7 +9,8 @@ JSON events paced from this process, which records each event's send time; the
 scoring query (jobs.stream, same code as production, in this process) records the
 wall clock at which each micro-batch's MERGE into ``scores``/``alerts`` committed.
 Latency of an event = commit time of its batch (from its ``run_id`` in ``scores``)
-- its send time. "Sustained" means the last batches' offsets-behind did not grow.
+- its send time. Each rate runs on a freshly built lakehouse of its own. "Sustained":
+see :func:`sustained` (everything committed, latency not growing along the run).
 """
 
 from __future__ import annotations
@@ -167,7 +168,17 @@ def measure(spark: Any, cfg: Any, rate: int, seconds: float, bootstrap: str) -> 
                 lat.append(done - sent[e])
                 by_send.append((sent[e], done - sent[e]))
                 committed += 1
-    durations = [c["seconds"] for c in scorer.by_batch.values() if c.get("rows")]
+    busy = [c for c in scorer.by_batch.values() if c.get("rows")]
+    durations = [c["seconds"] for c in busy]
+    # Median seconds per stage of the micro-batch (classify, features_and_scores, writes, ...).
+    stage_names = sorted({k for c in busy for k in c.get("stage_seconds", {})})
+    stages = {
+        k: round(
+            quantile([c["stage_seconds"][k] for c in busy if k in c.get("stage_seconds", {})], 0.5),
+            3,
+        )
+        for k in stage_names
+    }
     growth = lag_growth(by_send)
     median_batch = quantile(durations, 0.5)
     return {
@@ -179,6 +190,8 @@ def measure(spark: Any, cfg: Any, rate: int, seconds: float, bootstrap: str) -> 
         "max_seconds": round(max(lat), 3) if lat else None,
         "batches": len(durations),
         "median_batch_seconds": round(median_batch, 3),
+        "median_stage_seconds": stages,
+        "median_batch_rows": int(quantile([c["rows"] for c in busy], 0.5)) if busy else 0,
         "lag_growth_seconds": None if math.isnan(growth) else round(growth, 3),
         "sustained": sustained(committed, len(sent), growth, median_batch),
     }
@@ -217,16 +230,23 @@ def main() -> None:
         from lakehound.config import load_config
         from lakehound.session import build_session
 
-        cfg = load_config(ROOT / "conf" / "transactions.yaml", [
-            f"lakehouse={work / 'lakehouse'}", "spark.master=local[2]", "spark.shuffle_partitions=2",
-            "spark.log_level=ERROR", "train.train_days=2", "train.tuning.enabled=false",
-            "train.supervised.enabled=false", "stream.source=kafka",
-            f"stream.bootstrap_servers=127.0.0.1:{port}", "stream.trigger_interval=0 seconds",
-            "stream.progress_seconds=5",
-        ])  # fmt: skip
-        spark = build_session(cfg.spark, app_name="lakehound-bench-streaming")
-        build_lakehouse(spark, cfg)
-        runs = [measure(spark, cfg, r, seconds, f"127.0.0.1:{port}") for r in rates]
+        def config(rate: int) -> Any:
+            return load_config(ROOT / "conf" / "transactions.yaml", [
+                f"lakehouse={work / f'lakehouse_{rate}'}", "spark.master=local[2]",
+                "spark.shuffle_partitions=2", "spark.log_level=ERROR", "train.train_days=2",
+                "train.tuning.enabled=false", "train.supervised.enabled=false",
+                "stream.source=kafka", f"stream.bootstrap_servers=127.0.0.1:{port}",
+                "stream.trigger_interval=0 seconds", "stream.progress_seconds=5",
+            ])  # fmt: skip
+
+        spark = build_session(config(rates[0]).spark, app_name="lakehound-bench-streaming")
+        runs = []
+        for rate in rates:
+            # A fresh lakehouse per rate: every rate starts from the same history, not
+            # from the events (and small files) the previous rate left behind.
+            cfg = config(rate)
+            build_lakehouse(spark, cfg)
+            runs.append(measure(spark, cfg, rate, seconds, f"127.0.0.1:{port}"))
         sustained = [r["rate"] for r in runs if r["sustained"]]
         emit({"runs": runs, "seconds_per_rate": seconds,
               "highest_sustained_rate": max(sustained) if sustained else None})  # fmt: skip

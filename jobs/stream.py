@@ -58,10 +58,10 @@ def checkpoint_root(cfg: Config) -> str:
     return f"{io.table_path(cfg, '_checkpoints')}/stream"
 
 
-def _trigger(writer: Any, cfg: Config, available_now: bool) -> Any:
+def _trigger(writer: Any, interval: str, available_now: bool) -> Any:
     if available_now:
         return writer.trigger(availableNow=True)
-    return writer.trigger(processingTime=cfg.stream.trigger_interval)
+    return writer.trigger(processingTime=interval)
 
 
 def start_scoring(
@@ -73,7 +73,7 @@ def start_scoring(
         .foreachBatch(scorer)
         .option("checkpointLocation", f"{checkpoint_root(cfg)}/score")
     )
-    return _trigger(writer, cfg, available_now).start()
+    return _trigger(writer, cfg.stream.trigger_interval, available_now).start()
 
 
 def start_windows(
@@ -92,7 +92,7 @@ def start_windows(
         .foreachBatch(upsert)
         .option("checkpointLocation", f"{checkpoint_root(cfg)}/{ENTITY_WINDOWS}")
     )
-    return _trigger(writer, cfg, available_now).start()
+    return _trigger(writer, cfg.stream.windows_trigger_interval, available_now).start()
 
 
 def _report(

@@ -265,6 +265,10 @@ class StreamSettings(_Model):
     # Empty: <lakehouse>/<dataset>/_checkpoints/stream.
     checkpoint_dir: str = ""
     trigger_interval: str = "1 second"
+    # Trigger of the entity-window aggregate. Nothing waits on that table the way
+    # alerts wait on scores, and on a small machine a second query looping back to
+    # back takes the cores the scoring query needs.
+    windows_trigger_interval: str = "30 seconds"
     # Event-time watermark and window of the per-entity stateful aggregate.
     watermark: str = "10 minutes"
     window: str = "1 hour"

@@ -12,7 +12,7 @@ import datetime as dt
 import math
 from collections.abc import Sequence
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from lakehound.config import Config
@@ -89,18 +89,23 @@ def build_features(
     *,
     labels: DataFrame | None = None,
     templates: DataFrame | None = None,
+    emit: Column | None = None,
 ) -> DataFrame:
     """Pure transform: validated rows (with look-back) -> the run dates' feature rows.
 
     ``labels`` (``transaction_id, is_anomaly``) feeds the fraud-risk features of
     the transaction sources; ``templates`` (from :func:`flogs.mine_templates`)
     fixes the log templates (without it each masked message is its own template).
+    ``emit`` (``transactions`` source): a predicate on ``validated``'s columns that
+    narrows the returned rows further than ``dates`` (a micro-batch's own events
+    among the look-back rows of the same day); the other rows only feed windows.
     """
     src = source_of(cfg)
     delay = cfg.features.label_delay_days
     if src == "transactions":
         # Only the run's dates are probed for merchant windows; the look-back feeds them.
-        emit = F.to_date("event_ts").isin(list(dates))
+        on_dates = F.to_date("event_ts").isin(list(dates))
+        emit = on_dates if emit is None else on_dates & emit
         feats = transaction_features(
             validated, cfg.features.lookback_days, labels, delay, emit=emit
         )

@@ -9,7 +9,9 @@ Everything reuses the batch code: the contract (``schemas``), the row rules
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from functools import reduce
+from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -26,6 +28,9 @@ from schemas.outputs import QUARANTINE
 TOO_LARGE = "payload_too_large"
 # Rows the stream accepted (the contract's typed columns); the look-back of later batches.
 STREAM_EVENTS = "stream_events"
+# Entity columns whose look-back a micro-batch reads (those the contract has).
+ENTITY_COLUMNS = ("account_id", "merchant_id")
+_IN_BATCH = "_in_batch"
 
 
 def parse_payloads(batch: DataFrame, contract: Contract, max_bytes: int) -> DataFrame:
@@ -104,8 +109,39 @@ def accepted_rows(classified: DataFrame, contract: Contract) -> DataFrame:
     return classified.where(F.size(REASONS) == 0).select(*contract.column_names, io.DATE_COL)
 
 
+@dataclass(frozen=True)
+class BatchSummary:
+    """What the look-back read and the MERGEs need to know about a micro-batch's
+    events, from one Spark job: event time bounds, touched entities, event dates."""
+
+    earliest: dt.datetime | None
+    latest: dt.datetime | None
+    entities: dict[str, list[Any]]
+    dates: list[dt.date]
+
+    @property
+    def event_ts_range(self) -> tuple[dt.datetime, dt.datetime] | None:
+        if self.earliest is None or self.latest is None:
+            return None
+        return (self.earliest, self.latest)
+
+
+def summarize(events: DataFrame, contract: Contract) -> BatchSummary:
+    entity_cols = [c for c in ENTITY_COLUMNS if c in contract.column_names]
+    row = events.agg(
+        F.min("event_ts").alias("_lo"),
+        F.max("event_ts").alias("_hi"),
+        F.collect_set(io.DATE_COL).alias("_dates"),
+        *[F.collect_set(c).alias(c) for c in entity_cols],
+    ).first()
+    if row is None:
+        return BatchSummary(None, None, {c: [] for c in entity_cols}, [])
+    entities = {c: list(row[c]) for c in entity_cols}
+    return BatchSummary(row["_lo"], row["_hi"], entities, sorted(row["_dates"]))
+
+
 def history(
-    spark: SparkSession, cfg: Config, contract: Contract, events: DataFrame
+    spark: SparkSession, cfg: Config, contract: Contract, summary: BatchSummary
 ) -> DataFrame | None:
     """Earlier rows of the batch's accounts and merchants within the feature look-back,
     from the batch ``validated`` table and the stream's own ``stream_events``.
@@ -113,10 +149,9 @@ def history(
     Restricting to the batch's entities keeps a micro-batch's window work proportional
     to the entities it touches, not to the whole lake.
     """
-    bounds = events.agg(F.min("event_ts").alias("lo")).first()
-    if bounds is None or bounds["lo"] is None:
+    if summary.earliest is None:
         return None
-    since = bounds["lo"] - dt.timedelta(days=lookback_days(cfg))
+    since = summary.earliest - dt.timedelta(days=lookback_days(cfg))
     frames = [
         io.read_table(spark, cfg, t).select(*contract.column_names, io.DATE_COL)
         for t in ("validated", STREAM_EVENTS)
@@ -127,14 +162,9 @@ def history(
     rows = reduce(DataFrame.unionByName, frames).where(
         (F.col(io.DATE_COL) >= F.lit(since.date())) & (F.col("event_ts") >= F.lit(since))
     )
-    entity_cols = [c for c in ("account_id", "merchant_id") if c in contract.column_names]
-    if entity_cols:
+    if summary.entities:
         touched = reduce(
-            lambda a, b: a | b,
-            [
-                F.col(c).isin([r[0] for r in events.select(c).distinct().collect()])
-                for c in entity_cols
-            ],
+            lambda a, b: a | b, [F.col(c).isin(ids) for c, ids in summary.entities.items()]
         )
         rows = rows.where(touched)
     return rows
@@ -146,14 +176,18 @@ def features_for(
     contract: Contract,
     events: DataFrame,
     labels: DataFrame | None,
+    summary: BatchSummary | None = None,
 ) -> DataFrame:
-    """The batch's feature rows, computed over the batch plus its look-back history."""
+    """The batch's feature rows, computed over the batch plus its look-back history.
+    ``summary``: :func:`summarize` of ``events``, if the caller has it already."""
     key = contract.key[0] if contract.key else "event_id"
-    past = history(spark, cfg, contract, events)
-    window = events
+    summary = summary or summarize(events, contract)
+    past = history(spark, cfg, contract, summary)
+    # Only the batch's own rows are featurized; the history rows feed their windows.
+    window = events.withColumn(_IN_BATCH, F.lit(True))
     if past is not None:
         # A replayed or re-sent event is already in the history: keep one copy.
-        window = events.unionByName(past.join(events.select(key), key, "left_anti"))
-    dates = [r[0] for r in events.select(io.DATE_COL).distinct().collect()]
-    feats = build_features(window, cfg, dates, labels=labels)
+        earlier = past.join(events.select(key), key, "left_anti")
+        window = window.unionByName(earlier.withColumn(_IN_BATCH, F.lit(False)))
+    feats = build_features(window, cfg, summary.dates, labels=labels, emit=F.col(_IN_BATCH))
     return feats.join(events.select(F.col(key).alias("event_id")), "event_id", "left_semi")

@@ -7,9 +7,11 @@ with the checkpoint this is exactly once per key in every table written here.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from lakehound import io
 from lakehound.config import Config
@@ -27,8 +29,24 @@ KEYS: dict[str, tuple[str, ...]] = {
 PARTITIONED = {"scores", "alerts", "stream_events", "quarantine"}
 
 
-def merge_insert(df: DataFrame, cfg: Config, table: str, keys: Sequence[str] | None = None) -> None:
-    """Insert the rows of ``df`` whose key is not in ``table`` yet (create it if new)."""
+def merge_insert(
+    df: DataFrame,
+    cfg: Config,
+    table: str,
+    keys: Sequence[str] | None = None,
+    dates: Sequence[dt.date] | None = None,
+    event_ts_range: tuple[dt.datetime, dt.datetime] | None = None,
+) -> None:
+    """Insert the rows of ``df`` whose key is not in ``table`` yet (create it if new).
+
+    ``dates``: the ``event_date`` values of ``df`` if the caller knows them (saves a
+    Spark job); they bound the partitions a partitioned table's MERGE scans.
+    ``event_ts_range``: the earliest and latest ``event_ts`` of ``df``. Only target
+    rows in that range are matched, so Delta skips every file written for other
+    times (its min/max statistics) and a MERGE costs the batch, not the whole day's
+    partition. A copy of an event re-sent later carries the same event time, so it
+    is still found; an id re-used with another event time counts as another event.
+    """
     from delta.tables import DeltaTable
 
     spark = df.sparkSession
@@ -46,14 +64,19 @@ def merge_insert(df: DataFrame, cfg: Config, table: str, keys: Sequence[str] | N
     cond = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
     if table in PARTITIONED:
         # Pruning: only the partitions the batch touches are scanned for matches.
-        dates = [r[0] for r in df.select(io.DATE_COL).distinct().collect()]
+        if dates is None:
+            dates = [r[0] for r in df.select(io.DATE_COL).distinct().collect()]
         if not dates:
             return
         cond = f"{io.date_predicate(dates, 't.' + io.DATE_COL)} AND {cond}"
+    condition = F.expr(cond)
+    if event_ts_range is not None:
+        lo, hi = event_ts_range
+        condition = F.col("t.event_ts").between(F.lit(lo), F.lit(hi)) & condition
     (
         DeltaTable.forPath(spark, path)
         .alias("t")
-        .merge(df.alias("s"), cond)
+        .merge(df.alias("s"), condition)
         .whenNotMatchedInsertAll()
         .execute()
     )

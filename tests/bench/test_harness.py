@@ -93,6 +93,15 @@ def test_merge_adds_up_batch_sizes_from_separate_invocations(tmp_path: Path) -> 
     assert batch["scaling"]["rows_ratio"] == 10.0
     assert batch["scaling"]["end_to_end_time_ratio"] == 10.5
     assert batch["scaling"]["pandas_end_to_end_time_ratio"] == 14.0
+    # Merging the merge with a later invocation lists all three invocations.
+    both = tmp_path / "both.json"
+    both.write_text(json.dumps(merged))
+    later = tmp_path / "later.json"
+    later.write_text(json.dumps(_results({"scoring": {"rows": 7}}, "d3")))
+    again = merge([str(both), str(later)])
+    assert again["merged_from"] == ["d1", "d2", "d3"]
+    assert again["benchmarks"]["scoring"] == {"rows": 7}
+    assert [r["rows"] for r in again["benchmarks"]["batch"]["runs"]] == [10**6, 10**7]
     assert batch["scaling"]["driver_jvm_rss_ratio"] == 10.0
 
 
@@ -238,9 +247,17 @@ def test_streaming_markdown_shows_missing_latency_as_a_dash() -> None:
     lines = _streaming_markdown(
         {"runs": runs, "seconds_per_rate": 30.0, "highest_sustained_rate": None}
     )
-    # Results from before the lag-growth column show it as a dash.
-    assert "| 1,000 | 30,011 | 2,066 | 41.14 s | 42.36 s | 1 | 55.2 s | - | no |" in lines
-    assert "| 5,000 | 150,041 | 0 | - | - | 1 | 33.0 s | - | no |" in lines
+    # Results from before the stage and lag-growth columns show them as dashes.
+    assert "| 1,000 | 30,011 | 2,066 | 41.14 s | 42.36 s | 1 | 55.2 s | - | - | no |" in lines
+    assert "| 5,000 | 150,041 | 0 | - | - | 1 | 33.0 s | - | - | no |" in lines
+    staged = {**runs[0], "median_batch_rows": 12000, "lag_growth_seconds": 1.5,
+              "median_stage_seconds": {"classify": 0.9, "features_and_scores": 16.2,
+                                       "writes": 6.54, "delivery": 0.01}}  # fmt: skip
+    row = _streaming_markdown({"runs": [staged], "highest_sustained_rate": None})[4]
+    assert row == (
+        "| 1,000 | 30,011 | 2,066 | 41.14 s | 42.36 s | 1 | 55.2 s (12,000)"
+        " | 0.9 s / 16.2 s / 6.5 s | 1.50 s | no |"
+    )
     assert "Highest sustained rate: none of those tried." in lines
     ok = _streaming_markdown({"runs": [], "highest_sustained_rate": 1000})
     assert "Highest sustained rate: 1,000 events/s." in ok

@@ -14,14 +14,25 @@ from typing import ClassVar
 
 import pytest
 from deltalake import DeltaTable
+from pyspark.errors import AnalysisException
 from pyspark.sql import SparkSession
 
+from lakehound import io
 from lakehound.config import Config
+from lakehound.features.build import build_features
 from lakehound.streaming import delivery
-from lakehound.streaming.process import accepted_rows, classify_batch, quarantine_rows
+from lakehound.streaming.batch import Write, merge_all
+from lakehound.streaming.process import (
+    STREAM_EVENTS,
+    accepted_rows,
+    classify_batch,
+    features_for,
+    quarantine_rows,
+    summarize,
+)
 from lakehound.streaming.sinks import merge_insert
 from schemas.transactions import TRANSACTIONS
-from tests.streaming.conftest import make_events, poison_messages
+from tests.streaming.conftest import STREAM_START, make_events, poison_messages
 
 NOW = dt.datetime(2024, 2, 1, tzinfo=dt.UTC)
 
@@ -77,6 +88,117 @@ def test_merge_insert_is_idempotent_when_a_batch_is_replayed(
     path = Path(cfg.lakehouse) / cfg.dataset / "scores"
     rows = DeltaTable(str(path)).to_pyarrow_table().to_pylist()
     assert sorted(r["event_id"] for r in rows) == ["a", "b", "c"]
+
+
+def test_merge_insert_bounded_by_event_time_still_skips_a_replay(
+    spark: SparkSession, make_cfg: Callable[..., Config]
+) -> None:
+    cfg = make_cfg()
+    schema = "event_id string, detector string, event_ts timestamp, event_date date"
+    t0 = dt.datetime(2024, 1, 4, 10)
+    rows = [(f"e{i}", "ensemble", t0 + dt.timedelta(minutes=i), t0.date()) for i in range(4)]
+    first, later = rows[:2], rows[2:]
+    span = (rows[0][2], rows[1][2])
+    merge_insert(spark.createDataFrame(first, schema), cfg, "scores", event_ts_range=span)
+    merge_insert(spark.createDataFrame(later, schema), cfg, "scores",
+                 event_ts_range=(rows[2][2], rows[3][2]))  # fmt: skip
+    # The replay of the first batch, and a re-sent copy of e3 in a batch of its own.
+    merge_insert(spark.createDataFrame(first, schema), cfg, "scores", event_ts_range=span)
+    merge_insert(spark.createDataFrame(rows[3:], schema), cfg, "scores",
+                 event_ts_range=(rows[3][2], rows[3][2]))  # fmt: skip
+    path = Path(cfg.lakehouse) / cfg.dataset / "scores"
+    got = sorted(r["event_id"] for r in DeltaTable(str(path)).to_pyarrow_table().to_pylist())
+    assert got == ["e0", "e1", "e2", "e3"]
+
+
+def test_summarize_reports_the_batch_earliest_event_entities_and_dates(
+    spark: SparkSession, make_cfg: Callable[..., Config]
+) -> None:
+    cfg = make_cfg()
+    # Two days of events (one every 6 hours), so the batch spans a date boundary.
+    events = make_events("S", 7, step_seconds=6 * 3600)
+    batch = _batch(spark, [json.dumps(e) for e in events])
+    summary = summarize(
+        accepted_rows(classify_batch(batch, TRANSACTIONS, cfg, NOW), TRANSACTIONS), TRANSACTIONS
+    )
+    stamps = [dt.datetime.fromisoformat(str(e["event_ts"]).rstrip("Z")) for e in events]
+    assert summary.earliest == min(stamps)
+    assert summary.dates == sorted({t.date() for t in stamps})
+    assert {c: set(v) for c, v in summary.entities.items()} == {
+        "account_id": {e["account_id"] for e in events},
+        "merchant_id": {e["merchant_id"] for e in events},
+    }
+
+
+def test_merge_all_writes_each_table_once_and_a_replay_adds_nothing(
+    spark: SparkSession, make_cfg: Callable[..., Config]
+) -> None:
+    cfg = make_cfg()
+    day = dt.date(2024, 1, 4)
+    scores = spark.createDataFrame(
+        [("a", "ensemble", 1.0, day), ("b", "ensemble", 2.0, day)],
+        "event_id string, detector string, severity double, event_date date",
+    )
+    alerts = spark.createDataFrame(
+        [("b", 2.0, day)], "event_id string, severity double, event_date date"
+    )
+    writes = [Write(scores, "scores", [day]), Write(alerts, "alerts", [day])]
+    merge_all(writes, cfg)
+    merge_all(writes, cfg)  # the replayed batch
+    root = Path(cfg.lakehouse) / cfg.dataset
+    got = {
+        t: sorted(r["event_id"] for r in DeltaTable(str(root / t)).to_pyarrow_table().to_pylist())
+        for t in ("scores", "alerts")
+    }
+    assert got == {"scores": ["a", "b"], "alerts": ["b"]}
+    # A failing MERGE fails the batch (so Spark replays it), even when the others commit.
+    wrong = spark.createDataFrame([("c", day)], "wrong_key string, event_date date")
+    with pytest.raises(AnalysisException):
+        merge_all([Write(wrong, "alerts", [day]), Write(scores, "scores", [day])], cfg)
+
+
+def test_micro_batch_features_equal_the_batch_featurize_of_the_same_rows(
+    spark: SparkSession, make_cfg: Callable[..., Config]
+) -> None:
+    """The stream featurizes only its batch, over a look-back read from ``validated``
+    and its own ``stream_events``; the batch job featurizes every row of the day at
+    once. Same definitions, so the same values for the batch's events."""
+    cfg = make_cfg()
+
+    def accepted(events: list[dict[str, object]]):  # type: ignore[no-untyped-def]
+        batch = _batch(spark, [json.dumps(e) for e in events])
+        return accepted_rows(classify_batch(batch, TRANSACTIONS, cfg, NOW), TRANSACTIONS)
+
+    # Look-back: the day before and the same morning (rows the batch job also emits).
+    history = make_events("H", 90, start=STREAM_START - dt.timedelta(days=1), seed=3,
+                          step_seconds=1200)  # fmt: skip
+    first = make_events("B", 15, start=STREAM_START + dt.timedelta(hours=8), seed=4)
+    second = make_events("C", 15, start=STREAM_START + dt.timedelta(hours=9), seed=5)
+    accepted(history).write.format("delta").partitionBy(io.DATE_COL).save(
+        io.table_path(cfg, "validated")
+    )
+    streamed = features_for(spark, cfg, TRANSACTIONS, accepted(first), None).collect()
+    # The first batch becomes look-back (stream_events) for the second.
+    merge_insert(accepted(first), cfg, STREAM_EVENTS)
+    streamed += features_for(spark, cfg, TRANSACTIONS, accepted(second), None).collect()
+
+    everything = accepted(history + first + second)
+    expected = {
+        r["event_id"]: r
+        for r in build_features(everything, cfg, [STREAM_START.date()]).collect()
+        if r["event_id"][0] in "BC"
+    }
+    assert sorted(r["event_id"] for r in streamed) == sorted(expected)
+    for row in streamed:
+        want = expected[row["event_id"]].asDict()
+        for name, value in row.asDict().items():
+            if isinstance(value, float):
+                assert value == pytest.approx(want[name], rel=1e-9, abs=1e-9), (
+                    row["event_id"],
+                    name,
+                )
+            else:
+                assert value == want[name], (row["event_id"], name)
 
 
 class _Hook(BaseHTTPRequestHandler):
