@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import great_expectations as gx
+from great_expectations.compatibility import pydantic
+from great_expectations.core.suite_parameters import SuiteParameterDict
 from great_expectations.expectations import Expectation
 from pyspark.sql.types import NumericType
 
@@ -31,6 +33,25 @@ class SuiteOptions:
     min_rows: int | None = None
     max_rows: int | None = None
     distribution: bool = True
+    # Rank error of the quantile checks (Spark's approxQuantile): 0 would be exact,
+    # which keeps every value of the column in one summary on the driver.
+    quantile_relative_error: float = 0.001
+
+
+class ExpectColumnApproxQuantileValuesToBeBetween(gxe.ExpectColumnQuantileValuesToBeBetween):
+    """GX's quantile expectation with a float ``allow_relative_error``.
+
+    GX 1.x declares the field as ``bool | str``, so a float such as 0.001 is stored
+    as the string "0.001", which its own Spark metric then rejects; only exact
+    quantiles (a full sort and O(rows) memory) were possible. Same metric, same
+    renderers (GX registers the inherited ones under this type's name).
+    """
+
+    # pydantic tries the types in order: False stays a bool, 0.001 a float (not "0.001").
+    allow_relative_error: bool | float | str | SuiteParameterDict = pydantic.Field(  # type: ignore[assignment]  # widened on purpose
+        default=False,
+        description="Spark approxQuantile relative error (0 or False: exact).",
+    )
 
 
 def expectation_id(expectation_type: str, column: str | None) -> str:
@@ -102,9 +123,11 @@ def build_expectations(contract: Contract, options: SuiteOptions) -> list[Expect
             }
             out.append(
                 _tag(
-                    # No allow_relative_error: GX 1.24 stores it as a string and its
-                    # Spark metric then rejects it, so quantiles are computed exactly.
-                    gxe.ExpectColumnQuantileValuesToBeBetween(column=name, quantile_ranges=ranges),
+                    ExpectColumnApproxQuantileValuesToBeBetween(
+                        column=name,
+                        quantile_ranges=ranges,
+                        allow_relative_error=options.quantile_relative_error,
+                    ),
                     name,
                 )
             )

@@ -67,6 +67,17 @@ def _reason(cond: Column, reason: str) -> Column:
     return F.when(cond, F.lit(reason))
 
 
+def compact(reasons: Column) -> Column:
+    """The non-null entries of an array of reasons, in order.
+
+    Not ``array_compact``: that is a ``filter`` with a lambda, which Spark cannot
+    compile, so every rule expression under it ran interpreted (3x slower to classify
+    1M rows). ``array_except`` is compiled; it also drops repeats, and the reasons of
+    a row are distinct by construction.
+    """
+    return F.array_except(reasons, F.array(F.lit(None).cast("string")))
+
+
 def field_reasons(
     spec: FieldSpec,
     raw: Column,
@@ -163,7 +174,7 @@ def classify(
         row_date.alias(ROW_DATE),
         F.col(RAW).alias(RAW_RECORD),
         F.col(SOURCE).alias(SOURCE_FILE),
-        F.array_compact(F.array(*reasons)).alias(REASONS),
+        compact(F.array(*reasons)).alias(REASONS),
     )
     if run_date is not None:
         outside = (F.size(REASONS) == 0) & (

@@ -134,33 +134,31 @@ def volume_bounds(
 
 
 def _counts(classified: DataFrame) -> dict[dt.date, DateCounts]:
-    invalid = F.size(REASONS) > 0
-    rows = (
-        classified.groupBy(io.DATE_COL)
-        .agg(
-            F.count(F.lit(1)).alias("rows_in"),
-            F.sum(F.when(invalid, 1).otherwise(0)).alias("quarantined"),
-        )
-        .collect()
-    )
-    reasons = (
-        classified.where(invalid)
-        .select(io.DATE_COL, F.explode(REASONS).alias("reason"))
-        .groupBy(io.DATE_COL, "reason")
-        .count()
-        .collect()
-    )
+    """Rows in, quarantined and per-reason counts per date, in one pass.
+
+    Grouped by the whole reasons array: a feed has a handful of distinct
+    combinations (valid rows all have the empty one), and the per-reason counts
+    are summed from them here instead of by a second, exploding job.
+    """
     by_date: dict[dt.date, dict[str, int]] = {}
-    for r in reasons:
-        by_date.setdefault(r[io.DATE_COL], {})[r["reason"]] = int(r["count"])
+    rows_in: dict[dt.date, int] = {}
+    quarantined: dict[dt.date, int] = {}
+    for r in classified.groupBy(io.DATE_COL, REASONS).count().collect():
+        date, reasons, n = r[io.DATE_COL], r[REASONS], int(r["count"])
+        rows_in[date] = rows_in.get(date, 0) + n
+        if reasons:
+            quarantined[date] = quarantined.get(date, 0) + n
+            counts = by_date.setdefault(date, {})
+            for reason in reasons:
+                counts[reason] = counts.get(reason, 0) + n
     return {
-        r[io.DATE_COL]: DateCounts(
-            rows_in=int(r["rows_in"]),
-            validated=int(r["rows_in"]) - int(r["quarantined"]),
-            quarantined=int(r["quarantined"]),
-            reason_counts=by_date.get(r[io.DATE_COL], {}),
+        date: DateCounts(
+            rows_in=n,
+            validated=n - quarantined.get(date, 0),
+            quarantined=quarantined.get(date, 0),
+            reason_counts=by_date.get(date, {}),
         )
-        for r in rows
+        for date, n in rows_in.items()
     }
 
 
@@ -281,6 +279,15 @@ def validate(spark: SparkSession, cfg: Config, ctx: RunContext) -> ValidationSum
     )
     classified = classify(
         raw.df, contract, cfg.validation, run_date=ctx.date, fallback_date=fallback, now=now
+    )
+    # Only quarantined rows keep their raw text and file: the validated rows are
+    # stored typed, and dropping both halves what the cache holds.
+    invalid = F.size(REASONS) > 0
+    classified = classified.withColumns(
+        {
+            RAW_RECORD: F.when(invalid, F.col(RAW_RECORD)),
+            SOURCE_FILE: F.when(invalid, F.col(SOURCE_FILE)),
+        }
     ).persist(level)
     try:
         with ctx.stage("classify rows"):

@@ -275,7 +275,7 @@ def test_full_job(spark: SparkSession, tmp_path: Path, case: Case) -> None:
     assert io.read_table(spark, cfg, "validated").count() == case.validated
     quarantine = io.read_table(spark, cfg, "quarantine").collect()
     assert len(quarantine) == case.quarantined
-    assert all(r["raw_record"] and r["reasons"] for r in quarantine)
+    assert all(r["raw_record"] and r["reasons"] and r["source_file"] for r in quarantine)
 
 
 def test_missing_input_is_input_error(spark: SparkSession, tmp_path: Path) -> None:
