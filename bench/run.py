@@ -209,6 +209,7 @@ def _batch_markdown(batch: dict[str, Any]) -> list[str]:
             f" | {_f(mem['peak_rss_jvm_mib'])} MiB | {_f(r['peak_jvm_heap_used_mib'])} MiB"
             f" | {_f(mem['peak_rss_python_workers_mib'])} MiB |"
         )
+    lines += _validate_markdown([r for r in runs if "validate_over_scan" in r])
     with_pandas = [r for r in runs if "pandas" in r]
     if with_pandas:
         lines += [
@@ -257,6 +258,46 @@ def _batch_markdown(batch: dict[str, Any]) -> list[str]:
     if batch.get("note"):
         lines += ["", str(batch["note"])]
     lines.append("")
+    return lines
+
+
+# The validate job's RunContext stages, in the order it runs them.
+VALIDATE_STAGES = [
+    ("read raw input", "read"),
+    ("classify rows", "classify + cache"),
+    ("expectations (GX)", "GX suite"),
+    ("write validated", "write validated"),
+    ("write quarantine", "write quarantine"),
+]
+
+
+def _validate_markdown(runs: list[dict[str, Any]]) -> list[str]:
+    """Where validation's time goes, next to its two baselines (runs that measured them)."""
+    if not runs:
+        return []
+    lines = [
+        "",
+        "Validation against its baselines: `count()` (the target's, which parses "
+        "nothing) and a full scan (every field of every row read as validation reads "
+        "it, hashed: the least any row-level check does). Median seconds.",
+        "",
+        "| rows | count() | full scan | "
+        + " | ".join(label for _, label in VALIDATE_STAGES)
+        + " | validate | validate / count | validate / full scan |",
+        "|---" * (6 + len(VALIDATE_STAGES)) + "|",
+    ]
+    for r in runs:
+        parts = r["validate_seconds"]
+        stages = [
+            f"{parts[f'validate:{k}']:.1f}s" if f"validate:{k}" in parts else "-"
+            for k, _ in VALIDATE_STAGES
+        ]
+        lines.append(
+            f"| {r['rows']:,} | {r['seconds']['count']:.1f}s | {parts['scan']:.1f}s | "
+            + " | ".join(stages)
+            + f" | {r['seconds']['validate']:.1f}s | {r['validate_over_count']:.1f}x"
+            f" | {r['validate_over_scan']:.1f}x |"
+        )
     return lines
 
 

@@ -115,6 +115,28 @@ def test_batch_markdown_has_stages_memory_pandas_and_the_10x_verdict() -> None:
     assert "peak JVM RSS (driver = executor)" in md
 
 
+def test_validate_table_only_for_runs_that_measured_the_scan() -> None:
+    new = _batch_run(10**6, 100.0, 50.0) | {
+        "validate_over_scan": 4.25,
+        "validate_seconds": {
+            "scan": 2.5,
+            "validate:read raw input": 0.2,
+            "validate:classify rows": 6.0,
+            "validate:expectations (GX)": 4.5,
+            "validate:write validated": 3.5,
+        },
+    }
+    # An older 10M run without the scan: kept in the main table, absent from this one.
+    md = "\n".join(_batch_markdown(batch_summary([new, _batch_run(10**7, 1200.0, 600.0)])))
+    rows = [line for line in md.splitlines() if line.startswith("| 1") and "full scan" not in line]
+    validate_rows = [line for line in rows if line.endswith("| 4.2x |")]
+    # count() and validate are 10 s each (end_to_end / 10); no quarantine write -> "-".
+    assert validate_rows == [
+        "| 1,000,000 | 10.0s | 2.5s | 0.2s | 6.0s | 4.5s | 3.5s | - | 10.0s | 1.5x | 4.2x |"
+    ]
+    assert "| 10,000,000 | 120.0s | " not in md.split("full scan")[1].split("Same raw files")[0]
+
+
 def test_pandas_rolling_windows_are_point_in_time_per_key() -> None:
     ts = pd.to_datetime(["2024-01-01 00:00", "2024-01-01 00:10", "2024-01-01 00:30",
                          "2024-01-01 02:00", "2024-01-01 01:20"])  # fmt: skip
