@@ -4,13 +4,16 @@ scores and alerts are committed in Delta.
     python -m bench.streaming --params '{"rates": [1000, 5000], "seconds": 30}'
 
 Starts its own KRaft broker (scripts/kafka/kafka.sh, jars from `make kafka-setup`) and
-a tiny trained lakehouse, then for each rate: a console producer (its own JVM) is fed
-JSON events paced from this process, which records each event's send time; the
-scoring query (jobs.stream, same code as production, in this process) records the
-wall clock at which each micro-batch's MERGE into ``scores``/``alerts`` committed.
-Latency of an event = commit time of its batch (from its ``run_id`` in ``scores``)
-- its send time. Each rate runs on a freshly built lakehouse of its own. "Sustained":
-see :func:`sustained` (everything committed, latency not growing along the run).
+a trained lakehouse (three days of history of ``ACCOUNTS`` accounts), then for each rate: a
+console producer (its own JVM) is fed JSON events paced from this process, which
+records each event's send time; the scoring query (jobs.stream, same code as
+production, in this process) records the wall clock at which each micro-batch's
+MERGE into ``scores``/``alerts`` committed. Latency of an event = commit time of its
+batch (from its ``run_id`` in ``scores``) - its send time. After the producer stops,
+the stream runs until it has committed every event (at most ``DRAIN_SECONDS``), so
+the percentiles cover every event, not only those a fixed run got to. Each rate runs
+on a freshly built lakehouse of its own. "Sustained": see :func:`sustained`
+(everything committed, latency not growing along the run).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import math
 import os
 import random
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,8 +35,19 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 KAFKA_SH = ROOT / "scripts" / "kafka" / "kafka.sh"
-ACCOUNTS, MERCHANTS = 200, 50
+# A card issuer's mix, not a handful of entities doing thousands of payments each
+# (with 200 accounts, each paid 25 times a second at 5,000 events/s and its range-frame
+# windows held thousands of rows). Every account pays about three times a day of event
+# time, as in its history, so event time runs ahead of the wall clock (one event per
+# 1.44 s); live, 5,000 events/s at that pace would come from millions of accounts.
+# 1% of the events carry a planted large amount; the models also flag more and more
+# events once event time runs days past their two-day training window (README).
+ACCOUNTS, MERCHANTS = 20_000, 1_000
+PER_ACCOUNT_DAY = 3
+EVENT_SPACING = dt.timedelta(days=1) / (PER_ACCOUNT_DAY * ACCOUNTS)
 START = dt.datetime(2024, 1, 4)
+# How long the stream may run after the producer stops, to commit what it was sent.
+DRAIN_SECONDS = 240.0
 
 
 def free_port() -> int:
@@ -60,13 +75,14 @@ def event(i: int, prefix: str, rnd: random.Random) -> str:
             "currency": "EUR",
             "country": "DE",
             "channel": "pos",
-            "event_ts": (START + dt.timedelta(milliseconds=10 * i)).isoformat() + "Z",
+            "event_ts": (START + i * EVENT_SPACING).isoformat() + "Z",
         }
     )
 
 
 def build_lakehouse(spark: Any, cfg: Any) -> None:
-    """History in ``validated`` (3 days), then the batch featurize and train jobs."""
+    """History in ``validated`` (3 days, each account paying ``PER_ACCOUNT_DAY`` times a
+    day at random times), then the batch featurize and train jobs."""
     from jobs import featurize, train
     from lakehound import io
     from lakehound.cli import RunContext
@@ -77,8 +93,8 @@ def build_lakehouse(spark: Any, cfg: Any) -> None:
     rows = []
     for day in range(3):
         for a in range(ACCOUNTS):
-            for k in range(3):
-                ts = dt.datetime(2024, 1, 1 + day, 8 + 4 * k, rnd.randrange(60))
+            for k in range(PER_ACCOUNT_DAY):
+                ts = dt.datetime(2024, 1, 1 + day) + dt.timedelta(seconds=rnd.randrange(86400))
                 rows.append((f"h{day}-{a}-{k}", f"acct-{a:06d}", f"m-{rnd.randrange(MERCHANTS):05d}",
                              "grocery", round(rnd.uniform(5, 120), 2), "EUR", "DE", "pos", ts,
                              ts.date(), "history"))  # fmt: skip
@@ -119,6 +135,39 @@ def produce(bootstrap: str, topic: str, prefix: str, rate: int, seconds: float) 
     return sent
 
 
+def commit_floor(spark: Any, cfg: Any, repeats: int = 12) -> dict[str, float]:
+    """The least any micro-batch that commits to Delta costs on this machine: one
+    insert-only MERGE of a single new row through the scoring query's own sink
+    (:func:`merge_insert` into ``scores``), and one plain append of a row, into a
+    table of 10,000 rows. Medians over ``repeats`` rounds after two warm-up rounds."""
+    from lakehound import io
+    from lakehound.streaming.sinks import merge_insert
+
+    schema = "event_id string, detector string, score double, event_ts timestamp, event_date date"
+
+    def rows(prefix: str, n: int, first: int = 0) -> Any:
+        at = [START + dt.timedelta(seconds=first + i) for i in range(n)]
+        data = [(f"{prefix}{first + i}", "ensemble", 0.5, t, t.date()) for i, t in enumerate(at)]
+        return spark.createDataFrame(data, schema)
+
+    merge_insert(rows("e", 10_000), cfg, "scores")
+    merges, appends = [], []
+    for k in range(repeats + 2):
+        one = rows("m", 1, first=k)
+        ts = START + dt.timedelta(seconds=k)
+        started = time.perf_counter()
+        merge_insert(one, cfg, "scores", dates=[ts.date()], event_ts_range=(ts, ts))
+        merges.append(time.perf_counter() - started)
+        one = rows("a", 1, first=k)
+        started = time.perf_counter()
+        one.write.format("delta").mode("append").save(io.table_path(cfg, "scores"))
+        appends.append(time.perf_counter() - started)
+    return {
+        "merge_one_row_seconds": round(statistics.median(merges[2:]), 3),
+        "append_one_row_seconds": round(statistics.median(appends[2:]), 3),
+    }
+
+
 def quantile(xs: list[float], q: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
@@ -135,16 +184,25 @@ def measure(spark: Any, cfg: Any, rate: int, seconds: float, bootstrap: str) -> 
     run_cfg = cfg.model_copy(update={"stream": cfg.stream.model_copy(update={"topic": topic})})
     ctx = RunContext("stream", None)
     scorer = BatchScorer(run_cfg, get_contract(cfg.validation.contract), query_run=ctx.run_id)
+    stop = threading.Event()
     runner = threading.Thread(
         target=stream.run,
         args=(spark, run_cfg, ctx),
-        kwargs={"timeout": seconds + 60, "scorer": scorer},
+        kwargs={"timeout": 20 + seconds + DRAIN_SECONDS + 120, "scorer": scorer, "stop": stop},
         daemon=True,
     )  # fmt: skip
     runner.start()
     time.sleep(20)  # the queries start and the first (empty) batches warm up
     sent = produce(bootstrap, topic, prefix, rate, seconds)
-    runner.join(seconds + 120)
+    # Every event is measured: the stream runs on until it has committed all it was
+    # sent (all batches end with their commit), or for DRAIN_SECONDS at most.
+    produced_at = time.time()
+    while time.time() - produced_at < DRAIN_SECONDS and runner.is_alive():
+        if scorer.totals.get("rows", 0) >= len(sent):
+            break
+        time.sleep(0.5)
+    stop.set()
+    runner.join(600)
     from pyspark.sql import functions as F
 
     from lakehound import io
@@ -158,11 +216,13 @@ def measure(spark: Any, cfg: Any, rate: int, seconds: float, bootstrap: str) -> 
     lat = []
     by_send: list[tuple[float, float]] = []  # (sent at, latency) per committed event
     committed = 0
+    done_at: list[float] = []
     for run_id, ids in batches.items():
         batch_id = int(run_id.rsplit("-", 1)[1])
         done = scorer.by_batch.get(batch_id, {}).get("committed_at")
         if done is None:
             continue
+        done_at.append(done)
         for e in ids:
             if e in sent:
                 lat.append(done - sent[e])
@@ -185,6 +245,8 @@ def measure(spark: Any, cfg: Any, rate: int, seconds: float, bootstrap: str) -> 
         "rate": rate,
         "produced": len(sent),
         "scored_within_run": committed,
+        # From the producer's last send to the last commit of the rate's events.
+        "drain_seconds": round(max(done_at) - produced_at, 3) if done_at else None,
         "p50_seconds": round(quantile(lat, 0.5), 3),
         "p99_seconds": round(quantile(lat, 0.99), 3),
         "max_seconds": round(max(lat), 3) if lat else None,
@@ -208,12 +270,15 @@ def lag_growth(by_send: list[tuple[float, float]]) -> float:
 
 
 def sustained(committed: int, produced: int, growth: float, median_batch: float) -> bool:
-    """Kept up: (nearly) everything produced was committed within the run, and the lag
-    grew by less than one micro-batch from the first quarter of the run to the last
-    (an event's latency varies by up to a batch with where it falls in the batch cycle)."""
+    """Kept up: (nearly) everything produced was committed, and the lag grew by less
+    than half a micro-batch from the first quarter of the run to the last. One event's
+    latency varies by up to a batch with where it falls in the batch cycle, but the
+    median of a quarter's thousands of events sits mid-cycle in both quarters; a
+    stream that falls behind grows its batches and its lag together, so a whole batch
+    as the tolerance would let it pass."""
     if produced == 0 or committed < 0.99 * produced or math.isnan(growth):
         return False
-    return growth < max(median_batch, 1.0)
+    return growth < max(median_batch / 2, 1.0)
 
 
 def main() -> None:
@@ -230,7 +295,7 @@ def main() -> None:
         from lakehound.config import load_config
         from lakehound.session import build_session
 
-        def config(rate: int) -> Any:
+        def config(rate: int | str) -> Any:
             return load_config(ROOT / "conf" / "transactions.yaml", [
                 f"lakehouse={work / f'lakehouse_{rate}'}", "spark.master=local[2]",
                 "spark.shuffle_partitions=2", "spark.log_level=ERROR", "train.train_days=2",
@@ -240,6 +305,8 @@ def main() -> None:
             ])  # fmt: skip
 
         spark = build_session(config(rates[0]).spark, app_name="lakehound-bench-streaming")
+        # The latency below next to the least one Delta commit costs here.
+        floor = commit_floor(spark, config("commit_floor"))
         runs = []
         for rate in rates:
             # A fresh lakehouse per rate: every rate starts from the same history, not
@@ -248,7 +315,7 @@ def main() -> None:
             build_lakehouse(spark, cfg)
             runs.append(measure(spark, cfg, rate, seconds, f"127.0.0.1:{port}"))
         sustained = [r["rate"] for r in runs if r["sustained"]]
-        emit({"runs": runs, "seconds_per_rate": seconds,
+        emit({"runs": runs, "seconds_per_rate": seconds, "commit_floor": floor,
               "highest_sustained_rate": max(sustained) if sustained else None})  # fmt: skip
     finally:
         subprocess.run([str(KAFKA_SH), "stop", str(work / "kafka")], env=env, timeout=120)

@@ -119,9 +119,11 @@ def _report(
 def run(
     spark: SparkSession, cfg: Config, ctx: RunContext, *, available_now: bool = False,
     timeout: float | None = None, scorer: BatchScorer | None = None,
+    stop: threading.Event | None = None,
 ) -> dict[str, int]:  # fmt: skip
-    """Run both queries until they end (``available_now``), time out, or SIGTERM.
-    ``scorer`` lets a caller (the benchmark) read the per-batch counts afterwards."""
+    """Run both queries until they end (``available_now``), time out, SIGTERM or
+    ``stop`` is set. ``scorer`` and ``stop`` let a caller that runs this in a thread
+    (the benchmark) read the per-batch counts and end the run when it has seen enough."""
     contract = get_contract(cfg.validation.contract)
     scorer = scorer or BatchScorer(cfg, contract, query_run=ctx.run_id)
     starters = {
@@ -159,7 +161,8 @@ def run(
                 queries[name] = starters[name]()
             if not any(q.isActive for q in queries.values()):
                 break
-            if stopping["flag"] or (deadline is not None and time.monotonic() > deadline):
+            expired = deadline is not None and time.monotonic() > deadline
+            if stopping["flag"] or expired or (stop is not None and stop.is_set()):
                 break
     finally:
         for q in queries.values():

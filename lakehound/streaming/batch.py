@@ -129,7 +129,7 @@ class BatchScorer:
                 if io.table_exists(spark, cfg, "labels")
                 else None
             )
-            summary = summarize(events, self.contract)
+            summary = summarize(events)
             feats = features_for(spark, cfg, self.contract, events, labels, summary)
             members = self.current_members(spark)
             wide = score_wide(feats, members, cfg).persist(StorageLevel.MEMORY_AND_DISK)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from functools import reduce
-from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -112,11 +111,10 @@ def accepted_rows(classified: DataFrame, contract: Contract) -> DataFrame:
 @dataclass(frozen=True)
 class BatchSummary:
     """What the look-back read and the MERGEs need to know about a micro-batch's
-    events, from one Spark job: event time bounds, touched entities, event dates."""
+    events, from one Spark job: event time bounds and event dates."""
 
     earliest: dt.datetime | None
     latest: dt.datetime | None
-    entities: dict[str, list[Any]]
     dates: list[dt.date]
 
     @property
@@ -126,22 +124,23 @@ class BatchSummary:
         return (self.earliest, self.latest)
 
 
-def summarize(events: DataFrame, contract: Contract) -> BatchSummary:
-    entity_cols = [c for c in ENTITY_COLUMNS if c in contract.column_names]
+def summarize(events: DataFrame) -> BatchSummary:
     row = events.agg(
         F.min("event_ts").alias("_lo"),
         F.max("event_ts").alias("_hi"),
         F.collect_set(io.DATE_COL).alias("_dates"),
-        *[F.collect_set(c).alias(c) for c in entity_cols],
     ).first()
     if row is None:
-        return BatchSummary(None, None, {c: [] for c in entity_cols}, [])
-    entities = {c: list(row[c]) for c in entity_cols}
-    return BatchSummary(row["_lo"], row["_hi"], entities, sorted(row["_dates"]))
+        return BatchSummary(None, None, [])
+    return BatchSummary(row["_lo"], row["_hi"], sorted(row["_dates"]))
 
 
 def history(
-    spark: SparkSession, cfg: Config, contract: Contract, summary: BatchSummary
+    spark: SparkSession,
+    cfg: Config,
+    contract: Contract,
+    events: DataFrame,
+    summary: BatchSummary,
 ) -> DataFrame | None:
     """Earlier rows of the batch's accounts and merchants within the feature look-back,
     from the batch ``validated`` table and the stream's own ``stream_events``.
@@ -162,12 +161,20 @@ def history(
     rows = reduce(DataFrame.unionByName, frames).where(
         (F.col(io.DATE_COL) >= F.lit(since.date())) & (F.col("event_ts") >= F.lit(since))
     )
-    if summary.entities:
-        touched = reduce(
-            lambda a, b: a | b, [F.col(c).isin(ids) for c, ids in summary.entities.items()]
-        )
-        rows = rows.where(touched)
-    return rows
+    entity_cols = [c for c in ENTITY_COLUMNS if c in contract.column_names]
+    if not entity_cols:
+        return rows
+    # A row is kept when its account or its merchant is in the batch. The batch's
+    # distinct entities are broadcast and joined as flags, not collected into an
+    # isin() list: at thousands of accounts per batch that list cost one py4j call
+    # per id and a driver round trip, every batch.
+    flags = []
+    for c in entity_cols:
+        flag = f"_touched_{c}"
+        touched = events.select(c).distinct().withColumn(flag, F.lit(True))
+        rows = rows.join(F.broadcast(touched), c, "left")
+        flags.append(F.col(flag).isNotNull())
+    return rows.where(reduce(lambda a, b: a | b, flags)).select(*contract.column_names, io.DATE_COL)
 
 
 def features_for(
@@ -181,8 +188,8 @@ def features_for(
     """The batch's feature rows, computed over the batch plus its look-back history.
     ``summary``: :func:`summarize` of ``events``, if the caller has it already."""
     key = contract.key[0] if contract.key else "event_id"
-    summary = summary or summarize(events, contract)
-    past = history(spark, cfg, contract, summary)
+    summary = summary or summarize(events)
+    past = history(spark, cfg, contract, events, summary)
     # Only the batch's own rows are featurized; the history rows feed their windows.
     window = events.withColumn(_IN_BATCH, F.lit(True))
     if past is not None:

@@ -7,12 +7,14 @@ import math
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from pyspark.sql import SparkSession
 
 from bench.common import median, paired_ratio
 from bench.memory import TreeSampler
@@ -26,6 +28,8 @@ from bench.run import (
     batch_summary,
     merge,
 )
+from lakehound import io
+from lakehound.config import Config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -103,6 +107,88 @@ def test_merge_adds_up_batch_sizes_from_separate_invocations(tmp_path: Path) -> 
     assert again["benchmarks"]["scoring"] == {"rows": 7}
     assert [r["rows"] for r in again["benchmarks"]["batch"]["runs"]] == [10**6, 10**7]
     assert batch["scaling"]["driver_jvm_rss_ratio"] == 10.0
+
+
+def _stream_run(rate: int, p50: float, sustained: bool, growth: float) -> dict[str, Any]:
+    return {"rate": rate, "produced": 100 * rate, "scored_within_run": 100 * rate,
+            "drain_seconds": p50 / 2, "p50_seconds": p50, "p99_seconds": 2 * p50,
+            "max_seconds": 3 * p50, "batches": 4, "median_batch_seconds": 30.0,
+            "median_batch_rows": 30 * rate, "lag_growth_seconds": growth,
+            "median_stage_seconds": {"writes": p50 / 10}, "sustained": sustained}  # fmt: skip
+
+
+def test_merge_takes_streaming_invocations_of_one_protocol_as_repetitions(
+    tmp_path: Path,
+) -> None:
+    def invocation(name: str, seconds: float, runs: list[dict[str, Any]], rss: float) -> str:
+        bench = {"runs": runs, "seconds_per_rate": seconds, "wall_seconds": 100.0,
+                 "memory": {"peak_rss_jvm_mib": rss}}  # fmt: skip
+        if name != "r1":  # the first repetition predates the commit floor
+            bench["commit_floor"] = {"merge_one_row_seconds": rss / 8000,
+                                     "append_one_row_seconds": 0.9}  # fmt: skip
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(_results({"streaming": bench}, name)))
+        return str(path)
+
+    # Another protocol (30 s per rate): replaced, not a repetition.
+    old = invocation("old", 30.0, [_stream_run(1000, 5.0, True, 0.0)], 9000.0)
+    reps = [
+        invocation("r1", 120.0, [_stream_run(1000, 50.0, True, 1.0),
+                                 _stream_run(5000, 120.0, False, 50.0)], 8000.0),
+        invocation("r2", 120.0, [_stream_run(1000, 56.0, True, 3.0),
+                                 _stream_run(5000, 100.0, True, 2.0)], 8500.0),
+        invocation("r3", 120.0, [_stream_run(1000, 53.0, True, -2.0),
+                                 _stream_run(5000, 130.0, False, 60.0)], 7000.0),
+    ]  # fmt: skip
+    s = merge([old, *reps])["benchmarks"]["streaming"]
+    one, five = s["runs"]
+    assert (one["rate"], one["repetitions"], one["sustained_repetitions"]) == (1000, 3, 3)
+    assert one["p50_seconds"] == 53.0 and one["p99_seconds"] == 106.0
+    assert one["lag_growth_seconds"] == 1.0 and one["max_seconds"] == 168.0
+    assert one["median_stage_seconds"] == {"writes": 5.3}
+    # Sustained at 5k in one repetition of three: not sustained.
+    assert (five["sustained_repetitions"], five["sustained"]) == (1, False)
+    assert five["p50_seconds"] == 120.0 and five["lag_growth_seconds"] == 50.0
+    assert s["highest_sustained_rate"] == 1000
+    assert s["memory"] == {"peak_rss_jvm_mib": 8500.0} and s["wall_seconds"] == 300.0
+    assert len(s["repetitions"]) == 3
+    # Median of the floors of r2 and r3 (r1 has none, "old" is another protocol).
+    assert s["commit_floor"] == {"merge_one_row_seconds": (8500 + 7000) / 8000 / 2,
+                                 "append_one_row_seconds": 0.9}  # fmt: skip
+    lines = _streaming_markdown(s)
+    assert any("of one row through the scoring sink 0.97 s, an append of one row 0.90 s" in x
+               for x in lines)  # fmt: skip
+    assert lines[0].endswith("120 s per rate, local[2], median of 3 repetitions)")
+    assert lines[4].endswith("| 1.00 s | yes (3/3) |") and lines[5].endswith("| no (1/3) |")
+    # The summary merged with a fourth invocation: four repetitions.
+    merged = tmp_path / "merged.json"
+    merged.write_text(json.dumps(merge([old, *reps])))
+    fourth = invocation("r4", 120.0, [_stream_run(1000, 60.0, True, 0.0),
+                                      _stream_run(5000, 90.0, True, 1.0)], 100.0)  # fmt: skip
+    again = merge([str(merged), fourth])["benchmarks"]["streaming"]
+    assert [r["repetitions"] for r in again["runs"]] == [4, 4]
+    assert again["runs"][0]["p50_seconds"] == 54.5
+    # A single invocation stays as it was measured.
+    assert merge([reps[0]])["benchmarks"]["streaming"]["runs"][0]["p50_seconds"] == 50.0
+
+
+def test_commit_floor_merges_and_appends_one_row_per_round(
+    spark: SparkSession, make_cfg: Callable[..., Config]
+) -> None:
+    from deltalake import DeltaTable
+
+    from bench.streaming import commit_floor
+
+    cfg = make_cfg()
+    floor = commit_floor(spark, cfg, repeats=2)
+    assert set(floor) == {"merge_one_row_seconds", "append_one_row_seconds"}
+    assert all(v > 0 for v in floor.values())
+    ids = DeltaTable(io.table_path(cfg, "scores")).to_pyarrow_table(columns=["event_id"])
+    ids = ids.column("event_id").to_pylist()
+    # 10,000 rows, then one new row per round (two warm-up rounds + 2) from each of the
+    # MERGE and the append: the MERGE inserted its row every time.
+    assert len(ids) == len(set(ids)) == 10_000 + 4 + 4
+    assert {f"m{k}" for k in range(4)} | {f"a{k}" for k in range(4)} <= set(ids)
 
 
 def test_batch_markdown_has_stages_memory_pandas_and_the_10x_verdict() -> None:
@@ -269,15 +355,15 @@ def test_streaming_markdown_shows_missing_latency_as_a_dash() -> None:
     lines = _streaming_markdown(
         {"runs": runs, "seconds_per_rate": 30.0, "highest_sustained_rate": None}
     )
-    # Results from before the stage and lag-growth columns show them as dashes.
-    assert "| 1,000 | 30,011 | 2,066 | 41.14 s | 42.36 s | 1 | 55.2 s | - | - | no |" in lines
-    assert "| 5,000 | 150,041 | 0 | - | - | 1 | 33.0 s | - | - | no |" in lines
-    staged = {**runs[0], "median_batch_rows": 12000, "lag_growth_seconds": 1.5,
+    # Results from before the drain, stage and lag-growth columns show them as dashes.
+    assert "| 1,000 | 30,011 | 2,066 | - | 41.14 s | 42.36 s | 1 | 55.2 s | - | - | no |" in lines
+    assert "| 5,000 | 150,041 | 0 | - | - | - | 1 | 33.0 s | - | - | no |" in lines
+    staged = {**runs[0], "median_batch_rows": 12000, "lag_growth_seconds": 1.5, "drain_seconds": 7.25,
               "median_stage_seconds": {"classify": 0.9, "features_and_scores": 16.2,
                                        "writes": 6.54, "delivery": 0.01}}  # fmt: skip
     row = _streaming_markdown({"runs": [staged], "highest_sustained_rate": None})[4]
     assert row == (
-        "| 1,000 | 30,011 | 2,066 | 41.14 s | 42.36 s | 1 | 55.2 s (12,000)"
+        "| 1,000 | 30,011 | 2,066 | 7.2 s | 41.14 s | 42.36 s | 1 | 55.2 s (12,000)"
         " | 0.9 s / 16.2 s / 6.5 s | 1.50 s | no |"
     )
     assert "Highest sustained rate: none of those tried." in lines
@@ -299,5 +385,8 @@ def test_lag_growth_and_sustained_verdict() -> None:
     assert sustained(100, 100, lag_growth(steady), median_batch=2.0)
     assert not sustained(100, 100, lag_growth(behind), median_batch=2.0)
     assert not sustained(98, 100, 0.0, median_batch=2.0)  # lost more than 1%
+    # Growth under half a batch passes, a whole batch (54 s batches, lag +53.7 s) fails.
+    assert sustained(100, 100, 6.1, median_batch=43.5)
+    assert not sustained(100, 100, 53.7, median_batch=54.3)
     assert not sustained(0, 0, 0.0, median_batch=2.0)
     assert math.isnan(lag_growth(steady[:5]))

@@ -19,7 +19,7 @@ from pyspark.sql import SparkSession
 
 from lakehound import io
 from lakehound.config import Config
-from lakehound.features.build import build_features
+from lakehound.features.build import build_features, lookback_days
 from lakehound.streaming import delivery
 from lakehound.streaming.batch import Write, merge_all
 from lakehound.streaming.process import (
@@ -27,6 +27,7 @@ from lakehound.streaming.process import (
     accepted_rows,
     classify_batch,
     features_for,
+    history,
     quarantine_rows,
     summarize,
 )
@@ -111,23 +112,56 @@ def test_merge_insert_bounded_by_event_time_still_skips_a_replay(
     assert got == ["e0", "e1", "e2", "e3"]
 
 
-def test_summarize_reports_the_batch_earliest_event_entities_and_dates(
+def test_summarize_reports_the_batch_earliest_event_and_dates(
     spark: SparkSession, make_cfg: Callable[..., Config]
 ) -> None:
     cfg = make_cfg()
     # Two days of events (one every 6 hours), so the batch spans a date boundary.
     events = make_events("S", 7, step_seconds=6 * 3600)
     batch = _batch(spark, [json.dumps(e) for e in events])
-    summary = summarize(
-        accepted_rows(classify_batch(batch, TRANSACTIONS, cfg, NOW), TRANSACTIONS), TRANSACTIONS
-    )
+    summary = summarize(accepted_rows(classify_batch(batch, TRANSACTIONS, cfg, NOW), TRANSACTIONS))
     stamps = [dt.datetime.fromisoformat(str(e["event_ts"]).rstrip("Z")) for e in events]
     assert summary.earliest == min(stamps)
+    assert summary.latest == max(stamps)
     assert summary.dates == sorted({t.date() for t in stamps})
-    assert {c: set(v) for c, v in summary.entities.items()} == {
-        "account_id": {e["account_id"] for e in events},
-        "merchant_id": {e["merchant_id"] for e in events},
-    }
+
+
+def test_history_keeps_earlier_rows_of_the_batch_accounts_or_merchants_in_the_look_back(
+    spark: SparkSession, make_cfg: Callable[..., Config]
+) -> None:
+    cfg = make_cfg()
+    at = STREAM_START + dt.timedelta(hours=8)
+    template = make_events("T", 1)[0]
+
+    def ev(tid: str, account: str, merchant: str, when: dt.datetime) -> dict[str, object]:
+        return {**template, "transaction_id": tid, "account_id": account,
+                "merchant_id": merchant, "event_ts": when.isoformat() + "Z"}  # fmt: skip
+
+    def accepted(events: list[dict[str, object]]):  # type: ignore[no-untyped-def]
+        batch = _batch(spark, [json.dumps(e) for e in events])
+        return accepted_rows(classify_batch(batch, TRANSACTIONS, cfg, NOW), TRANSACTIONS)
+
+    hour = dt.timedelta(hours=1)
+    too_old = at - dt.timedelta(days=lookback_days(cfg) + 1)
+    past = [
+        ev("same-account", "acct-A", "m-other", at - hour),
+        ev("same-merchant", "acct-other", "m-M", at - 2 * hour),
+        ev("both", "acct-A", "m-M", at - 3 * hour),
+        ev("neither", "acct-other", "m-other", at - hour),
+        ev("before-look-back", "acct-A", "m-M", too_old),
+    ]
+    accepted(past[:3]).write.format("delta").partitionBy(io.DATE_COL).save(
+        io.table_path(cfg, "validated")
+    )
+    merge_insert(accepted(past[3:]), cfg, STREAM_EVENTS)
+    events = accepted([ev("now-1", "acct-A", "m-X", at), ev("now-2", "acct-Y", "m-M", at)])
+    got = history(spark, cfg, TRANSACTIONS, events, summarize(events))
+    assert got is not None
+    assert sorted(r["transaction_id"] for r in got.collect()) == [
+        "both",
+        "same-account",
+        "same-merchant",
+    ]
 
 
 def test_merge_all_writes_each_table_once_and_a_replay_adds_nothing(
