@@ -21,7 +21,6 @@ import argparse
 import json
 import math
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,8 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from bench import machine
-from bench.common import RESULT_PREFIX
+from bench.common import RESULT_PREFIX, median
 from bench.memory import TreeSampler
+from bench.streaming import DRAIN_SECONDS
 
 # ADBench's published ROC-AUC / PR-AUC x100 (../shared/data/README.md), next to the peers.
 PUBLISHED = {
@@ -123,8 +123,9 @@ _STREAM_COUNT_MEDIANS = ("produced", "scored_within_run", "batches", "median_bat
 
 
 def _median(xs: list[Any]) -> float | None:
-    vals = [float(x) for x in xs if x is not None and not math.isnan(float(x))]
-    return statistics.median(vals) if vals else None
+    """:func:`median` of the figures a run has (older runs lack some, NaN: none measured)."""
+    m = median([float(x) for x in xs if x is not None and not math.isnan(float(x))])
+    return None if math.isnan(m) else m
 
 
 def streaming_summary(benches: list[dict[str, Any]]) -> dict[str, Any]:
@@ -608,7 +609,8 @@ def _streaming_markdown(s: dict[str, Any]) -> list[str]:
     lines += [
         "",
         "Committed: events whose scores were in Delta when the run ended; the stream runs "
-        "until every event is committed or for 240 s after the producer stops. Drain: "
+        f"until every event is committed or for {DRAIN_SECONDS:.0f} s after the producer "
+        "stops. Drain: "
         "seconds from the producer's last send to the last commit. Lag growth: median "
         "latency of the last quarter of the events sent minus that of the first quarter. "
         "Sustained: at least 99% of the events committed and the lag grew by less than "
