@@ -32,6 +32,7 @@ from bench import machine
 from bench.common import RESULT_PREFIX, median
 from bench.memory import TreeSampler
 from bench.streaming import DRAIN_SECONDS
+from bench.streaming import WORKLOAD as STREAM_WORKLOAD
 
 # ADBench's published ROC-AUC / PR-AUC x100 (../shared/data/README.md), next to the peers.
 PUBLISHED = {
@@ -52,29 +53,45 @@ STREAMING_NOTE = (
 
 
 def run_worker(module: str, params: dict[str, Any], timeout: float = 7200) -> dict[str, Any]:
-    """Run ``python -m bench.<module>`` with memory sampling; its result plus peaks."""
+    """Run ``python -m bench.<module>`` with memory sampling; its result plus peaks.
+
+    The worker's output (Spark's log, tracebacks, the streaming job's progress lines,
+    the result line) is kept in ``<workdir>.log`` when the worker has a workdir, also
+    after a successful run: a slow or odd run is explained from there."""
     env = dict(os.environ)
     env.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     env.setdefault("PYSPARK_PYTHON", sys.executable)
+    if params.get("workdir"):
+        # Next to the workdir, not in it: workers may clear their workdir when done.
+        work = Path(params["workdir"])
+        work.parent.mkdir(parents=True, exist_ok=True)
+        log_path = work.parent / f"{work.name}.log"
+    else:
+        log_path = Path(tempfile.mkstemp(prefix=f"bench-{module}-", suffix=".log")[1])
     start = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", f"bench.{module}", "--params", json.dumps(params)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    sampler = TreeSampler(proc.pid).start()
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        memory = sampler.stop()
-    lines = [ln for ln in out.splitlines() if ln.startswith(RESULT_PREFIX)]
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", f"bench.{module}", "--params", json.dumps(params)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        sampler = TreeSampler(proc.pid).start()
+        try:
+            proc.wait(timeout=timeout)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            memory = sampler.stop()
+    out = log_path.read_text(errors="replace").splitlines()
+    lines = [ln for ln in out if ln.startswith(RESULT_PREFIX)]
     if proc.returncode != 0 or not lines:
-        tail = "\n".join(err.splitlines()[-15:])
-        raise RuntimeError(f"bench.{module} failed (exit {proc.returncode}):\n{tail}")
+        tail = "\n".join(out[-15:])
+        raise RuntimeError(
+            f"bench.{module} failed (exit {proc.returncode}; its log: {log_path}):\n{tail}"
+        )
+    if not params.get("workdir"):
+        log_path.unlink()
     result: dict[str, Any] = json.loads(lines[-1][len(RESULT_PREFIX) :])
     result["memory"] = memory
     result["wall_seconds"] = round(time.perf_counter() - start, 1)
@@ -131,18 +148,21 @@ def _median(xs: list[Any]) -> float | None:
 def streaming_summary(benches: list[dict[str, Any]]) -> dict[str, Any]:
     """Streaming results of separate invocations as repetitions of one protocol.
 
-    Only results with the last one's protocol (rates and seconds per rate) count; a
+    Only results with the last one's protocol (seconds per rate and workload) count; a
     result of another protocol is replaced, as any other benchmark is by a later run.
-    Per rate: the median of each figure over the repetitions, and "sustained" only if
-    every repetition sustained it. The raw runs stay under ``repetitions`` (one list
-    per invocation), so a summary merged again with a new run adds a repetition.
+    Invocations may cover different rates (1k, 2.5k, 5k in some; 500, 750, 1k in
+    others). Per rate: the median of each figure over its repetitions, and "sustained"
+    only if every repetition sustained it. The raw runs stay under ``repetitions`` (one
+    list per invocation), so a summary merged again with a new run adds a repetition.
     """
 
     def reps(b: dict[str, Any]) -> list[list[dict[str, Any]]]:
         return list(b.get("repetitions") or [b.get("runs", [])])
 
-    def protocol(b: dict[str, Any]) -> tuple[Any, list[int]]:
-        return b.get("seconds_per_rate"), sorted(r["rate"] for r in reps(b)[0])
+    def protocol(b: dict[str, Any]) -> tuple[Any, Any]:
+        # Results from before the workload was recorded were all measured on the
+        # current one (older workloads' results were replaced when it changed).
+        return b.get("seconds_per_rate"), b.get("workload", STREAM_WORKLOAD)
 
     last = benches[-1]
     if "skipped" in last:
@@ -179,6 +199,7 @@ def streaming_summary(benches: list[dict[str, Any]]) -> dict[str, Any]:
         "commit_floor": floor,
         "runs": runs,
         "seconds_per_rate": last.get("seconds_per_rate"),
+        "workload": last.get("workload", STREAM_WORKLOAD),
         "highest_sustained_rate": max(sustained) if sustained else None,
         "memory": {
             k: max(b["memory"][k] for b in same if k in b.get("memory", {})) for k in memory_keys
@@ -565,11 +586,16 @@ def _latency(x: float | None, digits: int = 2) -> str:
 def _streaming_markdown(s: dict[str, Any]) -> list[str]:
     if "skipped" in s:
         return [f"### Streaming latency: {s['skipped']}", ""]
-    reps = len(s.get("repetitions") or [])
+    # Repetitions per rate: invocations may have covered different rates.
+    counts = sorted({r["repetitions"] for r in s.get("runs", []) if "repetitions" in r})
+    reps = ""
+    if len(counts) == 1 and counts[0] > 1:
+        reps = f", median of {counts[0]} repetitions"
+    elif len(counts) > 1:
+        reps = f", medians of {counts[0]} to {counts[-1]} repetitions per rate"
     lines = [
         f"### Streaming latency (produce to Kafka -> scores and alerts committed in Delta, "
-        f"{s.get('seconds_per_rate', 0):.0f} s per rate, local[2]"
-        f"{f', median of {reps} repetitions' if reps > 1 else ''})",
+        f"{s.get('seconds_per_rate', 0):.0f} s per rate, local[2]{reps})",
         "",
         "| events/s | produced | committed | drain | p50 | p99 | micro-batches "
         "| median batch (rows) | of which classify / features + scores / writes "

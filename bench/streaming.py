@@ -48,6 +48,10 @@ EVENT_SPACING = dt.timedelta(days=1) / (PER_ACCOUNT_DAY * ACCOUNTS)
 START = dt.datetime(2024, 1, 4)
 # How long the stream may run after the producer stops, to commit what it was sent.
 DRAIN_SECONDS = 240.0
+# What a result was measured on: results of separate invocations are repetitions of
+# one another only if this and the seconds per rate are the same (bench.run --merge).
+WORKLOAD = {"accounts": ACCOUNTS, "merchants": MERCHANTS, "per_account_day": PER_ACCOUNT_DAY,
+            "drain_seconds": DRAIN_SECONDS}  # fmt: skip
 
 
 def free_port() -> int:
@@ -168,6 +172,62 @@ def commit_floor(spark: Any, cfg: Any, repeats: int = 12) -> dict[str, float]:
     }
 
 
+class StallWatch(threading.Thread):
+    """Evidence for a stalled micro-batch. While the scoring query runs, a batch the
+    job's progress reports as slow (``SLOW_BATCH_FACTOR`` times the median of the recent
+    batches, at least ``SLOW_BATCH_SECONDS``: :func:`lakehound.streaming.progress.slow_batch`)
+    gets a dump in ``out``: the driver JVM's threads (jstack), this process's Python threads,
+    Spark's active stages and the process tree. Repeated every ``every`` seconds while
+    the batch lasts (at most ``limit`` dumps), so two dumps show what moved."""
+
+    def __init__(self, spark: Any, scorer: Any, out: Path, every: float = 60.0, limit: int = 4):
+        super().__init__(daemon=True, name="stall-watch")
+        self.spark, self.scorer, self.out = spark, scorer, out
+        self.every, self.limit = every, limit
+        self.pid = int(spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid())
+        self.done = threading.Event()
+        self.dumps: list[str] = []
+
+    def run(self) -> None:
+        from lakehound.streaming.progress import slow_batch
+
+        last = 0.0
+        while not self.done.wait(2.0) and len(self.dumps) < self.limit:
+            running = self.scorer.running
+            slow = slow_batch(running, self.scorer.recent_seconds(), time.time())
+            if slow and time.time() - last >= self.every:
+                last = time.time()
+                self.dumps.append(str(self.dump(running)))
+
+    def dump(self, running: tuple[int, float]) -> Path:
+        import traceback
+
+        self.out.mkdir(parents=True, exist_ok=True)
+        batch_id, since = running
+        path = self.out / f"batch{batch_id}-{int(time.time() - since)}s.txt"
+        parts = [f"batch {batch_id} running for {time.time() - since:.0f} s at {time.ctime()}"]
+        tracker = self.spark.sparkContext.statusTracker()
+        for sid in tracker.getActiveStageIds():
+            info = tracker.getStageInfo(sid)
+            if info is not None:
+                parts.append(f"stage {sid} {info.name}: {info.numActiveTasks} running, "
+                             f"{info.numCompletedTasks}/{info.numTasks} done")  # fmt: skip
+        frames = sys._current_frames()
+        for th in threading.enumerate():
+            frame = frames.get(th.ident or -1)
+            if frame is not None:
+                parts.append(
+                    f"--- python thread {th.name}\n" + "".join(traceback.format_stack(frame))
+                )
+        ps = ["ps", "-eo", "pid,ppid,stat,etimes,pcpu,rss,args", "--sort", "pid"]
+        parts.append(subprocess.run(ps, capture_output=True, text=True, timeout=30).stdout)
+        jstack = subprocess.run(["jstack", "-l", str(self.pid)], capture_output=True, text=True,
+                                timeout=120)  # fmt: skip
+        parts.append(jstack.stdout or jstack.stderr)
+        path.write_text("\n\n".join(parts))
+        return path
+
+
 def quantile(xs: list[float], q: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
@@ -192,6 +252,8 @@ def measure(spark: Any, cfg: Any, rate: int, seconds: float, bootstrap: str) -> 
         daemon=True,
     )  # fmt: skip
     runner.start()
+    watch = StallWatch(spark, scorer, Path(cfg.lakehouse).parent / f"stalls_{rate}")
+    watch.start()
     time.sleep(20)  # the queries start and the first (empty) batches warm up
     sent = produce(bootstrap, topic, prefix, rate, seconds)
     # Every event is measured: the stream runs on until it has committed all it was
@@ -203,6 +265,7 @@ def measure(spark: Any, cfg: Any, rate: int, seconds: float, bootstrap: str) -> 
         time.sleep(0.5)
     stop.set()
     runner.join(600)
+    watch.done.set()
     from pyspark.sql import functions as F
 
     from lakehound import io
@@ -256,6 +319,8 @@ def measure(spark: Any, cfg: Any, rate: int, seconds: float, bootstrap: str) -> 
         "median_batch_rows": int(quantile([c["rows"] for c in busy], 0.5)) if busy else 0,
         "lag_growth_seconds": None if math.isnan(growth) else round(growth, 3),
         "sustained": sustained(committed, len(sent), growth, median_batch),
+        # Thread dumps of batches that ran far longer than the others (StallWatch).
+        "stall_dumps": watch.dumps,
     }
 
 
@@ -315,7 +380,7 @@ def main() -> None:
             build_lakehouse(spark, cfg)
             runs.append(measure(spark, cfg, rate, seconds, f"127.0.0.1:{port}"))
         sustained = [r["rate"] for r in runs if r["sustained"]]
-        emit({"runs": runs, "seconds_per_rate": seconds, "commit_floor": floor,
+        emit({"runs": runs, "seconds_per_rate": seconds, "workload": WORKLOAD, "commit_floor": floor,
               "highest_sustained_rate": max(sustained) if sustained else None})  # fmt: skip
     finally:
         subprocess.run([str(KAFKA_SH), "stop", str(work / "kafka")], env=env, timeout=120)

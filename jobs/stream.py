@@ -113,6 +113,9 @@ def _report(
             row = progress.to_row(name, p, extra)
             rows.append(row)
             print(progress.describe(row), flush=True)
+    slow = progress.slow_batch(scorer.running, scorer.recent_seconds(), time.time())
+    if slow:
+        print(slow, flush=True)
     progress.record(spark, cfg, rows)
 
 

@@ -54,6 +54,14 @@ class BatchScorer:
     # batch id -> that batch's counts, for the progress rows (the newest few only).
     by_batch: dict[int, dict[str, Any]] = field(default_factory=dict)
     totals: dict[str, int] = field(default_factory=dict)
+    # (batch id, wall-clock start) of the batch in progress, None between batches: a
+    # batch that runs far longer than usual shows up while it runs, not only after.
+    running: tuple[int, float] | None = None
+
+    def recent_seconds(self, n: int = 20) -> list[float]:
+        """Durations of the last ``n`` batches that had rows (what "usual" means for
+        :func:`lakehound.streaming.progress.slow_batch`)."""
+        return [c["seconds"] for c in self.by_batch.values() if c.get("rows")][-n:]
 
     def current_members(self, spark: SparkSession) -> list[Member]:
         """The ensemble of the versions in production now; reloaded only on a change."""
@@ -70,6 +78,7 @@ class BatchScorer:
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = time.perf_counter()
+        self.running = (batch_id, time.time())
         spark = batch.sparkSession
         cfg = self.cfg
         now = dt.datetime.now(dt.UTC)
@@ -81,6 +90,7 @@ class BatchScorer:
             counts = self._process(spark, classified, ctx, now)
         finally:
             classified.unpersist()
+            self.running = None
         counts["batch_id"] = batch_id
         counts["seconds"] = round(time.perf_counter() - started, 3)
         counts["model_versions"] = ",".join(self.versions)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import statistics
 from typing import Any
 
 from pyspark.sql import SparkSession
@@ -109,6 +110,31 @@ def describe(row: dict[str, Any]) -> str:
             f"alerts {row['alerts']}",
         ]
     return " | ".join(parts)
+
+
+# A batch in progress is reported as slow once it has run this many times the median of
+# the recent batches, and at least SLOW_BATCH_SECONDS: one long batch after quiet ones
+# is normal (a burst), a batch that stops making progress is not and would otherwise
+# print nothing until it ends.
+SLOW_BATCH_FACTOR = 4.0
+SLOW_BATCH_SECONDS = 60.0
+
+
+def slow_batch(
+    running: tuple[int, float] | None, recent_seconds: list[float], now: float
+) -> str | None:
+    """A progress line for the scoring batch ``running`` = (batch id, wall-clock start)
+    when it has run far longer than the recent batches took; None otherwise."""
+    if running is None:
+        return None
+    batch_id, since = running
+    usual = statistics.median(recent_seconds) if recent_seconds else 0.0
+    elapsed = now - since
+    if elapsed < max(SLOW_BATCH_SECONDS, SLOW_BATCH_FACTOR * usual):
+        return None
+    return (
+        f"[score] batch {batch_id} still running after {elapsed:.0f} s (median batch {usual:.0f} s)"
+    )
 
 
 def record(spark: SparkSession, cfg: Config, rows: list[dict[str, Any]]) -> None:

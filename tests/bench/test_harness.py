@@ -170,6 +170,25 @@ def test_merge_takes_streaming_invocations_of_one_protocol_as_repetitions(
     assert again["runs"][0]["p50_seconds"] == 54.5
     # A single invocation stays as it was measured.
     assert merge([reps[0]])["benchmarks"]["streaming"]["runs"][0]["p50_seconds"] == 50.0
+    # An invocation of other rates under the same protocol adds rates (and a
+    # repetition of the one it shares); one on another workload replaces them all.
+    lower = invocation("r5", 120.0, [_stream_run(500, 40.0, True, 0.5),
+                                     _stream_run(1000, 70.0, False, 20.0)], 100.0)  # fmt: skip
+    wider = merge([str(merged), lower])["benchmarks"]["streaming"]
+    assert [(r["rate"], r["repetitions"]) for r in wider["runs"]] == [
+        (500, 1),
+        (1000, 4),
+        (5000, 3),
+    ]
+    assert wider["runs"][1]["p50_seconds"] == 54.5 and not wider["runs"][1]["sustained"]
+    assert wider["highest_sustained_rate"] == 500
+    assert "medians of 1 to 4 repetitions per rate" in _streaming_markdown(wider)[0]
+    other = json.loads(Path(lower).read_text())
+    other["benchmarks"]["streaming"]["workload"] = {"accounts": 200}
+    Path(lower).write_text(json.dumps(other))
+    alone = merge([str(merged), lower])["benchmarks"]["streaming"]
+    assert [r["rate"] for r in alone["runs"]] == [500, 1000]
+    assert "repetitions" not in alone["runs"][0]
 
 
 def test_commit_floor_merges_and_appends_one_row_per_round(
@@ -189,6 +208,31 @@ def test_commit_floor_merges_and_appends_one_row_per_round(
     # MERGE and the append: the MERGE inserted its row every time.
     assert len(ids) == len(set(ids)) == 10_000 + 4 + 4
     assert {f"m{k}" for k in range(4)} | {f"a{k}" for k in range(4)} <= set(ids)
+
+
+def test_stall_watch_dumps_the_threads_of_a_batch_far_past_the_median(
+    spark: SparkSession, make_cfg: Callable[..., Config], tmp_path: Path
+) -> None:
+    from bench.streaming import StallWatch
+    from lakehound.streaming.batch import BatchScorer
+    from schemas.transactions import TRANSACTIONS
+
+    # The scorer's state as the watch reads it: batches of 2 s, then one running for 100 s.
+    scorer = BatchScorer(make_cfg(), TRANSACTIONS)
+    scorer.by_batch = {0: {"rows": 5, "seconds": 2.0}, 1: {"rows": 0, "seconds": 0.1}}
+    watch = StallWatch(spark, scorer, tmp_path / "stalls", every=0.0, limit=1)
+    watch.start()
+    time.sleep(3)
+    assert watch.dumps == []  # no batch in progress: nothing to dump
+    scorer.running = (4, time.time() - 100)
+    watch.join(30)
+    [dump] = watch.dumps
+    assert Path(dump).name.startswith("batch4-")
+    text = Path(dump).read_text()
+    assert text.startswith("batch 4 running for 10")
+    assert "--- python thread stall-watch" in text
+    # jstack of this session's JVM: the driver's own threads are in it.
+    assert "Full thread dump" in text and '"dag-scheduler-event-loop"' in text
 
 
 def test_batch_markdown_has_stages_memory_pandas_and_the_10x_verdict() -> None:
@@ -317,7 +361,8 @@ def test_smoke_run_writes_results_and_markdown(tmp_path: Path) -> None:
     out = tmp_path / "out"
     start = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "bench.run", "--smoke", "--out", str(out)],
+        [sys.executable, "-m", "bench.run", "--smoke", "--out", str(out),
+         "--workdir", str(tmp_path / "work")],
         cwd=ROOT, check=True, timeout=300,
     )  # fmt: skip
     elapsed = time.perf_counter() - start
@@ -341,6 +386,8 @@ def test_smoke_run_writes_results_and_markdown(tmp_path: Path) -> None:
         assert abs(pyod_if["roc_auc"] - 98.3) < 3.0
     md = (out / "RESULTS.md").read_text()
     assert "thyroid" in md and "Streaming latency" in md and "score_arrays" in md
+    # A worker's output is kept next to its workdir (scoring has one), result line included.
+    assert (tmp_path / "work" / "scoring.log").read_text().count("BENCH_RESULT ") == 1
     assert elapsed < 120, f"the smoke took {elapsed:.0f} s"
 
 
