@@ -82,8 +82,20 @@ def merge_insert(
     )
 
 
-def merge_upsert(df: DataFrame, cfg: Config, table: str, keys: Sequence[str]) -> None:
-    """Insert new keys and overwrite existing ones (for state that is recomputed)."""
+def merge_upsert(
+    df: DataFrame,
+    cfg: Config,
+    table: str,
+    keys: Sequence[str],
+    since: tuple[str, object] | None = None,
+) -> None:
+    """Insert new keys and overwrite existing ones (for state that is recomputed).
+
+    ``since`` = (column, value): every row of ``df`` has ``column >= value`` and the
+    column is one of the keys, so no target row below it can match. Said in the MERGE
+    condition, it lets Delta skip the files holding only older rows (min/max
+    statistics): the MERGE reads the recent part of the table, not all of it.
+    """
     from delta.tables import DeltaTable
 
     spark = df.sparkSession
@@ -92,11 +104,16 @@ def merge_upsert(df: DataFrame, cfg: Config, table: str, keys: Sequence[str]) ->
         df.write.format("delta").mode("append").save(path)
         io.register(spark, cfg, table)
         return
-    cond = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+    condition = F.expr(" AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys))
+    if since is not None:
+        column, value = since
+        if column not in keys:
+            raise ValueError(f"since column {column!r} is not one of the keys {list(keys)}")
+        condition = (F.col(f"t.`{column}`") >= F.lit(value)) & condition
     (
         DeltaTable.forPath(spark, path)
         .alias("t")
-        .merge(df.alias("s"), cond)
+        .merge(df.alias("s"), condition)
         .whenMatchedUpdateAll()
         .whenNotMatchedInsertAll()
         .execute()

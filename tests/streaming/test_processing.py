@@ -31,7 +31,7 @@ from lakehound.streaming.process import (
     quarantine_rows,
     summarize,
 )
-from lakehound.streaming.sinks import merge_insert
+from lakehound.streaming.sinks import merge_insert, merge_upsert
 from schemas.transactions import TRANSACTIONS
 from tests.streaming.conftest import STREAM_START, make_events, poison_messages
 
@@ -110,6 +110,43 @@ def test_merge_insert_bounded_by_event_time_still_skips_a_replay(
     path = Path(cfg.lakehouse) / cfg.dataset / "scores"
     got = sorted(r["event_id"] for r in DeltaTable(str(path)).to_pyarrow_table().to_pylist())
     assert got == ["e0", "e1", "e2", "e3"]
+
+
+def test_merge_upsert_bounded_by_the_batch_earliest_window_reads_only_recent_files(
+    spark: SparkSession, make_cfg: Callable[..., Config]
+) -> None:
+    cfg = make_cfg()
+    schema = "entity_id string, window_start timestamp, events long"
+    keys = ("entity_id", "window_start")
+    old, recent, new = (dt.datetime(2024, 1, 4, h) for h in (1, 5, 6))
+    # Two appends, two files: one of old windows only, one of recent windows only.
+    merge_upsert(spark.createDataFrame([("a", old, 3), ("b", old, 1)], schema), cfg,
+                 "entity_windows", keys)  # fmt: skip
+    path = Path(io.table_path(cfg, "entity_windows"))
+    spark.createDataFrame([("a", recent, 2)], schema).write.format("delta").mode("append").save(
+        str(path)
+    )
+    old_file = [a["path"] for a in _adds(path / "_delta_log" / f"{0:020d}.json")]
+    # Take the old windows' file away from under the table: a MERGE that reads it fails.
+    hidden = {f: (path / f).read_bytes() for f in old_file}
+    for f in hidden:
+        (path / f).unlink()
+    batch = spark.createDataFrame([("a", recent, 5), ("c", new, 1)], schema)
+    with pytest.raises(Exception, match=r"(?i)file.*(not exist|not found)"):
+        merge_upsert(batch, cfg, "entity_windows", keys)
+    merge_upsert(batch, cfg, "entity_windows", keys, since=("window_start", recent))
+    for f, data in hidden.items():
+        (path / f).write_bytes(data)
+    got = sorted((r["entity_id"], r["window_start"].replace(tzinfo=None), r["events"])
+                 for r in DeltaTable(str(path)).to_pyarrow_table().to_pylist())  # fmt: skip
+    # Old windows untouched, the recent one overwritten, the new one inserted.
+    assert got == [("a", old, 3), ("a", recent, 5), ("b", old, 1), ("c", new, 1)]
+    with pytest.raises(ValueError, match="not one of the keys"):
+        merge_upsert(batch, cfg, "entity_windows", keys, since=("events", 0))
+
+
+def _adds(log: Path) -> list[dict[str, object]]:
+    return [json.loads(ln)["add"] for ln in log.read_text().splitlines() if '"add"' in ln]
 
 
 def test_summarize_reports_the_batch_earliest_event_and_dates(
