@@ -1,10 +1,11 @@
 """LakeHound on Airflow: the README's spark-submit commands, one task per job.
 
-Daily (``lakehound_daily``): validate -> featurize -> score -> [evaluate, drift] for the
-run's logical date. Weekly (``lakehound_weekly``): train -> evaluate -> promote. Every
-task runs ``spark-submit jobs/<job>.py --config conf/<dataset>.yaml --date <ds>``; each
-job replaces exactly that date's rows (Delta replaceWhere / MERGE), so retries, re-runs
-and backfills (``catchup``) never duplicate output.
+Daily (``lakehound_daily``): validate -> featurize -> score -> [evaluate, drift] ->
+maintain (compaction and VACUUM) for the run's logical date. Weekly
+(``lakehound_weekly``): train -> evaluate -> promote. Every task runs
+``spark-submit jobs/<job>.py --config conf/<dataset>.yaml --date <ds>``; each job
+replaces exactly that date's rows (Delta replaceWhere / MERGE), so retries, re-runs and
+backfills (``catchup``) never duplicate output.
 
 Deploy-time settings are Airflow Variables (defaults in brackets):
 ``lakehound_home`` [the repo containing this file], ``lakehound_config``
@@ -50,13 +51,14 @@ DEFAULT_ARGS = {
 }
 
 
-def _submit(job: str, dag: DAG) -> SparkSubmitOperator:
+def _submit(job: str, dag: DAG, trigger_rule: str = "all_success") -> SparkSubmitOperator:
     args = ["--config", f"{HOME}/{CONFIG}", "--date", "{{ ds }}"]
     for item in SETS:
         args += ["--set", item]
     return SparkSubmitOperator(
         task_id=job,
         dag=dag,
+        trigger_rule=trigger_rule,
         conn_id=CONN_ID,
         application=f"{HOME}/jobs/{job}.py",
         application_args=args,
@@ -88,9 +90,15 @@ with DAG(
 ) as daily:
     chain = [_submit(j, daily) for j in ("validate", "featurize", "score")]
     chain[0] >> chain[1] >> chain[2]
-    for tail in ("evaluate", "drift"):
-        if tail in JOBS:
-            chain[2] >> _submit(tail, daily)
+    tails = [_submit(tail, daily) for tail in ("evaluate", "drift") if tail in JOBS]
+    for t in tails:
+        chain[2] >> t
+    if "maintain" in JOBS:
+        # Last, once the day's readers are done: compaction and VACUUM of the date. It
+        # runs even if evaluate or drift failed; the day's files need it all the same.
+        upkeep = _submit("maintain", daily, trigger_rule="all_done")
+        for t in tails or chain[2:]:
+            t >> upkeep
 
 with DAG(
     "lakehound_weekly",

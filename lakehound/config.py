@@ -288,6 +288,23 @@ class StreamSettings(_Model):
     max_restarts: int = Field(3, ge=0)
 
 
+class MaintenanceSettings(_Model):
+    """Nightly table upkeep (jobs/maintain.py): compaction and VACUUM of every table."""
+
+    # VACUUM deletes files no table version within this many hours references. Delta
+    # refuses less than a table's delta.deletedFileRetentionDuration (7 days) while
+    # spark.databricks.delta.retentionDurationCheck.enabled is on: a reader or a stream
+    # still on an older version would lose its files.
+    vacuum_retention_hours: float = Field(168.0, ge=0)
+    # Spark tasks VACUUM lists a table's directories in; None: four per core of the
+    # session (Spark's own default, 10,000, is minutes of empty tasks on a laptop).
+    vacuum_listing_parallelism: int | None = Field(None, ge=1)
+    # Tables of the dataset to leave alone (e.g. one another team compacts).
+    skip: list[str] = Field(default_factory=list)
+    # Attempts per table when another writer (the live stream) commits first.
+    conflict_attempts: int = Field(3, ge=1)
+
+
 class Config(_Model):
     dataset: str
     environment: str = "local"
@@ -303,6 +320,7 @@ class Config(_Model):
     drift: DriftSettings = DriftSettings()
     scoring: ScoringSettings = ScoringSettings()
     stream: StreamSettings = StreamSettings()
+    maintenance: MaintenanceSettings = MaintenanceSettings()
 
     @field_validator("dataset")
     @classmethod

@@ -9,8 +9,11 @@ a date never duplicates output and never touches other dates.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+import logging
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
@@ -19,6 +22,8 @@ from lakehound.config import Config, InputSettings
 from lakehound.errors import InputError
 
 DATE_COL = "event_date"
+T = TypeVar("T")
+log = logging.getLogger("lakehound.io")
 
 
 def table_path(cfg: Config, table: str) -> str:
@@ -109,6 +114,43 @@ def overwrite(df: DataFrame, cfg: Config, table: str) -> None:
 def append(df: DataFrame, cfg: Config, table: str) -> None:
     df.write.format("delta").mode("append").save(table_path(cfg, table))
     register(df.sparkSession, cfg, table)
+
+
+def conflicts() -> tuple[type[Exception], ...]:
+    """Delta's commit conflicts: another writer committed first, and the operation can
+    run again on the table's new version (Delta's concurrency-control docs advise a
+    retry). Data conflicts only: a schema or protocol change is not retried. The
+    classes share no base in delta-spark 3.x, hence the tuple."""
+    from delta import exceptions as e
+
+    return (
+        e.ConcurrentAppendException,
+        e.ConcurrentDeleteReadException,
+        e.ConcurrentDeleteDeleteException,
+        e.ConcurrentWriteException,
+    )
+
+
+def retry_on_conflict(
+    op: Callable[[], T], what: str, attempts: int = 3, backoff_seconds: float = 1.0
+) -> tuple[T, int]:
+    """Run a Delta commit ``op``; on a commit conflict run it again, up to ``attempts``
+    times in all, waiting ``backoff_seconds`` doubled each time. Returns (its result,
+    the conflicts met). Only for an ``op`` that is idempotent: re-running it on the new
+    version must give the same table (an insert-only or upsert MERGE on a key, a
+    compaction). The last conflict is raised as it is."""
+    lost = 0
+    while True:
+        try:
+            return op(), lost
+        except conflicts() as exc:
+            lost += 1
+            if lost >= attempts:
+                raise
+            wait = backoff_seconds * 2 ** (lost - 1)
+            first = str(exc).split("\n", 1)[0]
+            log.warning("%s lost a commit conflict (%s); retrying in %.1fs", what, first, wait)
+            time.sleep(wait)
 
 
 def input_paths(settings: InputSettings, dates: Sequence[dt.date] | None) -> list[str]:

@@ -2,7 +2,9 @@
 
 A micro-batch that is replayed after a crash (Spark re-runs the last planned batch
 from the checkpoint) produces the same keys, which MERGE finds and skips: together
-with the checkpoint this is exactly once per key in every table written here.
+with the checkpoint this is exactly once per key in every table written here. For the
+same reason a MERGE that loses a commit conflict (the nightly compaction of
+jobs/maintain.py, another writer) is simply run again instead of failing the query.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from lakehound import io
@@ -27,6 +29,8 @@ KEYS: dict[str, tuple[str, ...]] = {
     "dead_letters": ("event_id", "target"),
 }
 PARTITIONED = {"scores", "alerts", "stream_events", "quarantine"}
+# Attempts of one MERGE that keeps losing commit conflicts before the batch fails.
+CONFLICT_ATTEMPTS = 3
 
 
 def merge_insert(
@@ -47,8 +51,6 @@ def merge_insert(
     partition. A copy of an event re-sent later carries the same event time, so it
     is still found; an id re-used with another event time counts as another event.
     """
-    from delta.tables import DeltaTable
-
     spark = df.sparkSession
     keys = list(keys or KEYS[table])
     # Two source rows with one new key would both be inserted: keep one.
@@ -73,13 +75,7 @@ def merge_insert(
     if event_ts_range is not None:
         lo, hi = event_ts_range
         condition = F.col("t.event_ts").between(F.lit(lo), F.lit(hi)) & condition
-    (
-        DeltaTable.forPath(spark, path)
-        .alias("t")
-        .merge(df.alias("s"), condition)
-        .whenNotMatchedInsertAll()
-        .execute()
-    )
+    _merge(df, path, condition, table, update=False)
 
 
 def merge_upsert(
@@ -96,8 +92,6 @@ def merge_upsert(
     condition, it lets Delta skip the files holding only older rows (min/max
     statistics): the MERGE reads the recent part of the table, not all of it.
     """
-    from delta.tables import DeltaTable
-
     spark = df.sparkSession
     path = io.table_path(cfg, table)
     if not io.table_exists(spark, cfg, table):
@@ -110,11 +104,19 @@ def merge_upsert(
         if column not in keys:
             raise ValueError(f"since column {column!r} is not one of the keys {list(keys)}")
         condition = (F.col(f"t.`{column}`") >= F.lit(value)) & condition
-    (
-        DeltaTable.forPath(spark, path)
-        .alias("t")
-        .merge(df.alias("s"), condition)
-        .whenMatchedUpdateAll()
-        .whenNotMatchedInsertAll()
-        .execute()
-    )
+    _merge(df, path, condition, table, update=True)
+
+
+def _merge(df: DataFrame, path: str, condition: Column, table: str, *, update: bool) -> None:
+    """MERGE ``df`` into the Delta table at ``path``: insert the unmatched rows, and with
+    ``update`` overwrite the matched ones; re-run if it loses a commit conflict."""
+    from delta.tables import DeltaTable
+
+    def attempt() -> None:
+        # Built anew per attempt: a retry plans against the table's newest version.
+        merge = DeltaTable.forPath(df.sparkSession, path).alias("t").merge(df.alias("s"), condition)
+        if update:
+            merge = merge.whenMatchedUpdateAll()
+        merge.whenNotMatchedInsertAll().execute()
+
+    io.retry_on_conflict(attempt, f"MERGE into {table}", CONFLICT_ATTEMPTS)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -339,3 +340,78 @@ def test_dead_letters_then_redelivered_when_the_endpoint_is_back(
     assert sorted(k for k, _ in _Hook.seen) == ["E1", "E2", "E3"]
     letters = {r["event_id"]: r["status"] for r in DeltaTable(path).to_pyarrow_table().to_pylist()}
     assert letters == {"E1": "delivered", "E2": "delivered"}
+
+
+def test_a_merge_that_loses_a_commit_conflict_to_compaction_is_run_again(
+    spark: SparkSession,
+    make_cfg: Callable[..., Config],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The nightly OPTIMIZE of jobs/maintain.py commits while a stream's MERGE is in
+    flight: without the retry the batch fails, with it the rows land exactly once."""
+    from pyspark.sql import functions as F
+
+    from lakehound import maintenance
+
+    cfg = make_cfg()
+    schema = "event_id string, detector string, severity double, event_date date"
+    day = dt.date(2024, 1, 4)
+    path = io.table_path(cfg, "scores")
+    started, release = tmp_path / "started", tmp_path / "release"
+
+    @F.udf("boolean")
+    def gate(_: str) -> bool:
+        # Evaluated inside the MERGE, after it took its snapshot of the table: holds it
+        # there until the test has committed a compaction of the files it reads.
+        if not release.exists():
+            started.touch()
+            deadline = time.time() + 120
+            while not release.exists() and time.time() < deadline:
+                time.sleep(0.05)
+        return True
+
+    def small_files(prefix: str) -> None:
+        for i in range(3):
+            row = [(f"{prefix}{i}", "ensemble", 1.0, day)]
+            merge_insert(spark.createDataFrame(row, schema), cfg, "scores", dates=[day])
+
+    def merge_while_compacting(event_id: str) -> BaseException | None:
+        started.unlink(missing_ok=True)
+        release.unlink(missing_ok=True)
+        batch = spark.createDataFrame([(event_id, "ensemble", 2.0, day)], schema)
+        failure: list[BaseException] = []
+
+        def merge() -> None:
+            try:
+                merge_insert(batch.where(gate("event_id")), cfg, "scores", dates=[day])
+            except BaseException as exc:  # handed to the test thread
+                failure.append(exc)
+
+        thread = threading.Thread(target=merge)
+        thread.start()
+        deadline = time.time() + 120
+        while not started.exists() and time.time() < deadline:
+            time.sleep(0.05)
+        assert started.exists(), "the MERGE never reached its source"
+        assert maintenance.compact(spark, path, [day]).files_removed >= 3
+        release.touch()
+        thread.join(timeout=180)
+        assert not thread.is_alive()
+        return failure[0] if failure else None
+
+    small_files("a")
+    monkeypatch.setattr("lakehound.streaming.sinks.CONFLICT_ATTEMPTS", 1)
+    lost = merge_while_compacting("lost")
+    assert isinstance(lost, io.conflicts()), lost
+
+    small_files("b")
+    monkeypatch.setattr("lakehound.streaming.sinks.CONFLICT_ATTEMPTS", 3)
+    caplog.set_level("WARNING", logger="lakehound.io")
+    assert merge_while_compacting("kept") is None
+    assert "MERGE into scores lost a commit conflict" in caplog.text
+    rows = DeltaTable(path).to_pyarrow_table().to_pylist()
+    assert sorted(r["event_id"] for r in rows) == ["a0", "a1", "a2", "b0", "b1", "b2", "kept"]
+    ops = [h["operation"] for h in DeltaTable(path).history()]  # newest first
+    assert ops[:2] == ["MERGE", "OPTIMIZE"]
