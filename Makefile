@@ -45,13 +45,14 @@ typecheck: setup
 	$(VENV)/bin/mypy lakehound jobs udfs schemas $(wildcard dags/*.py) $(wildcard bench/*.py)
 
 test-fast: setup
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=15
 
+# The slowest tests are listed at the end: the integration run dominates CI time.
 test-integration: setup
-	$(PY) -m pytest -m integration
+	$(PY) -m pytest -m integration --durations=20
 
 test-quality: setup
-	$(PY) -m pytest -m quality
+	$(PY) -m pytest -m quality --durations=10
 
 test-suite: lint typecheck test-fast test-quality test-integration
 

@@ -67,7 +67,9 @@ def run_worker(module: str, params: dict[str, Any], timeout: float = 7200) -> di
         work.parent.mkdir(parents=True, exist_ok=True)
         log_path = work.parent / f"{work.name}.log"
     else:
-        log_path = Path(tempfile.mkstemp(prefix=f"bench-{module}-", suffix=".log")[1])
+        fd, name = tempfile.mkstemp(prefix=f"bench-{module}-", suffix=".log")
+        os.close(fd)  # reopened by path below
+        log_path = Path(name)
     start = time.perf_counter()
     with log_path.open("w") as log:
         proc = subprocess.Popen(

@@ -13,7 +13,8 @@ batch duration, late events) is printed and kept in ``stream_progress``.
 
 ``--available-now`` processes what is there and exits (tests, backfills);
 ``--timeout`` stops the queries after that many seconds. A failed query is restarted
-from its checkpoint up to ``stream.max_restarts`` times.
+from its checkpoint, up to ``stream.max_restarts`` times in a row without a completed
+trigger in between.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ log = logging.getLogger("lakehound.stream")
 
 
 class StreamFailed(LakeHoundError):
-    """A streaming query failed more often than ``stream.max_restarts``."""
+    """A streaming query failed more than ``stream.max_restarts`` times in a row."""
 
 
 def checkpoint_root(cfg: Config) -> str:
@@ -114,22 +115,45 @@ def _report(
     queries: dict[str, StreamingQuery],
     scorer: BatchScorer,
     seen: set[tuple[str, str, int]],
-) -> None:
+    slow_said: dict[int, float],
+) -> set[str]:
+    """Print and record the triggers completed since the last call; returns the names
+    of the queries that completed one. A slow batch in progress gets a line when it
+    turns slow and then one a minute (``slow_said``: batch id -> its last line)."""
     rows = []
+    progressed = set()
     for name, q in queries.items():
         for p in q.recentProgress:
             key = (name, str(p.get("runId")), int(p["batchId"]))
             if key in seen:
                 continue
             seen.add(key)
+            progressed.add(name)
             extra = scorer.by_batch.get(int(p["batchId"]), {}) if name == "score" else {}
             row = progress.to_row(name, p, extra)
             rows.append(row)
             print(progress.describe(row), flush=True)
-    slow = progress.slow_batch(scorer.running, scorer.recent_seconds(), time.time())
-    if slow:
-        print(slow, flush=True)
+    now = time.time()
+    slow = progress.slow_batch(scorer.running, scorer.recent_seconds(), now)
+    if slow and scorer.running is not None:
+        batch_id = scorer.running[0]
+        if now - slow_said.get(batch_id, 0.0) >= progress.SLOW_BATCH_SECONDS:
+            slow_said[batch_id] = now
+            print(slow, flush=True)
     progress.record(spark, cfg, rows)
+    return progressed
+
+
+def _stop_all(queries: dict[str, StreamingQuery]) -> None:
+    """Stop the active queries. Runs in a ``finally``: when the driver JVM has died (an
+    OutOfMemoryError stops the SparkContext) stopping fails too, and raising that would
+    hide the error that ended the run, so it is logged instead."""
+    for name, q in queries.items():
+        try:
+            if q.isActive:
+                q.stop()
+        except Exception as exc:  # cleanup: the error that ended the run is the one to see
+            log.warning("could not stop query %s: %s", name, progress.failure_reason(str(exc)))
 
 
 def run(
@@ -157,7 +181,8 @@ def run(
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _stop) if main_thread else None
     seen: set[tuple[str, str, int]] = set()
-    restarts = 0
+    slow_said: dict[int, float] = {}
+    restarts = progress.Restarts(cfg.stream.max_restarts)
     deadline = time.monotonic() + timeout if timeout else None
     try:
         while True:
@@ -165,15 +190,19 @@ def run(
                 # A failure is handled below: restart from the checkpoint, or the job fails.
                 with contextlib.suppress(StreamingQueryException):
                     q.awaitTermination(max(1, int(cfg.stream.progress_seconds / len(queries))))
-            _report(spark, cfg, queries, scorer, seen)
+            for name in _report(spark, cfg, queries, scorer, seen, slow_said):
+                restarts.progressed(name)
             for name, q in list(queries.items()):
                 if q.isActive or q.exception() is None:
                     continue
-                restarts += 1
-                if restarts > cfg.stream.max_restarts:
-                    raise StreamFailed(f"query {name} failed: {str(q.exception()).splitlines()[0]}")
-                log.warning("query %s failed (%s); restart %d from its checkpoint", name,
-                            str(q.exception()).splitlines()[0], restarts)  # fmt: skip
+                reason = progress.failure_reason(str(q.exception()))
+                if not restarts.may_restart(name):
+                    raise StreamFailed(
+                        f"query {name} failed {restarts.failures[name]} times in a row without "
+                        f"completing a trigger (stream.max_restarts={restarts.limit}): {reason}"
+                    )
+                log.warning("query %s failed (%s); restart %d of %d from its checkpoint", name,
+                            reason, restarts.failures[name], restarts.limit)  # fmt: skip
                 queries[name] = starters[name]()
             if not any(q.isActive for q in queries.values()):
                 break
@@ -181,12 +210,10 @@ def run(
             if stopping["flag"] or expired or (stop is not None and stop.is_set()):
                 break
     finally:
-        for q in queries.values():
-            if q.isActive:
-                q.stop()
+        _stop_all(queries)
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
-    _report(spark, cfg, queries, scorer, seen)
+    _report(spark, cfg, queries, scorer, seen, slow_said)
     print(f"LakeHound stream summary ({cfg.dataset}): {scorer.totals}", flush=True)
     return scorer.totals
 

@@ -284,7 +284,8 @@ class StreamSettings(_Model):
     # How often the job prints progress and appends it to `stream_progress`.
     progress_seconds: float = Field(5.0, gt=0)
     # A query that fails (e.g. the broker is away too long) is restarted from its
-    # checkpoint this many times before the job exits.
+    # checkpoint; after this many failures in a row with no completed trigger between
+    # them the job exits. A trigger completed after a restart clears the count.
     max_restarts: int = Field(3, ge=0)
 
 

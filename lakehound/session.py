@@ -35,6 +35,14 @@ def session_conf(settings: SparkSettings) -> dict[str, str]:
         "spark.default.parallelism": str(settings.shuffle_partitions),
         # Delta replays its log with 50 partitions by default: far too many for 2 cores.
         "spark.databricks.delta.snapshotPartitions": "2",
+        # Catalyst's constraint propagation multiplies the constraints of every aliased
+        # expression through each Project and Join. On the scoring plans (hundreds of
+        # feature expressions, Python UDFs, structs) it can take the optimiser minutes
+        # and the whole driver heap: a replayed micro-batch's alerts MERGE spent 3 min in
+        # InferFiltersFromConstraints and died of OutOfMemoryError with a 1 GB driver.
+        # Spark documents this switch for such plans. The price is the filters it would
+        # have inferred (IsNotNull on join keys and the like), which only save work.
+        "spark.sql.constraintPropagation.enabled": "false",
         "spark.sql.adaptive.enabled": "true",
         "spark.ui.enabled": str(settings.ui_enabled).lower(),
         "spark.ui.showConsoleProgress": "false",

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import statistics
+from dataclasses import dataclass, field
 from typing import Any
 
 from pyspark.sql import SparkSession
@@ -135,6 +137,44 @@ def slow_batch(
     return (
         f"[score] batch {batch_id} still running after {elapsed:.0f} s (median batch {usual:.0f} s)"
     )
+
+
+# A line naming an error: "RuntimeError: ...", ": java.lang.OutOfMemoryError: ...",
+# "Caused by: org.apache...Exception: ...".
+_ERROR_LINE = re.compile(r"^(?:: |Caused by: )?[\w.$]+(?:Error|Exception)\b")
+
+
+def failure_reason(text: str) -> str:
+    """One line saying why a query failed. A failure inside ``foreachBatch`` arrives as
+    "An exception was raised by the Python Proxy. Return Message: Traceback ..." whose
+    first line says nothing: the last line naming an error (the innermost cause) does."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return "no message"
+    errors = [line for line in lines if _ERROR_LINE.match(line)]
+    return (errors[-1] if errors else lines[0]).removeprefix(": ")
+
+
+@dataclass
+class Restarts:
+    """When a failed query may be restarted from its checkpoint: at most ``limit``
+    times in a row per query. A restart that then completes a trigger clears that
+    query's count, so failures days apart (a broker upgrade each week) do not add up
+    to the end of a stream that runs for months, while a query that fails again and
+    again without progress (a batch that cannot be processed) ends the job."""
+
+    limit: int
+    # query name -> failures since its last completed trigger
+    failures: dict[str, int] = field(default_factory=dict)
+
+    def may_restart(self, query: str) -> bool:
+        """Count a failure of ``query``; True if it may be restarted once more."""
+        self.failures[query] = self.failures.get(query, 0) + 1
+        return self.failures[query] <= self.limit
+
+    def progressed(self, query: str) -> None:
+        """``query`` completed a trigger: its earlier failures are forgiven."""
+        self.failures.pop(query, None)
 
 
 def record(spark: SparkSession, cfg: Config, rows: list[dict[str, Any]]) -> None:

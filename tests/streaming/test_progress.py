@@ -1,4 +1,5 @@
-"""What the running stream reports about itself while a micro-batch is in progress."""
+"""What the running stream reports about itself while a micro-batch is in progress, and
+when it gives up restarting a failed query."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from collections.abc import Callable
 
 from lakehound.config import Config
 from lakehound.streaming.batch import BatchScorer
-from lakehound.streaming.progress import slow_batch
+from lakehound.streaming.progress import Restarts, failure_reason, slow_batch
 from schemas.transactions import TRANSACTIONS
 
 
@@ -39,3 +40,40 @@ def test_usual_batch_length_is_taken_from_the_last_batches_that_had_rows(
     assert scorer.recent_seconds() == [float(i) for i in range(9, 29)]
     assert scorer.recent_seconds(3) == [26.0, 27.0, 28.0]
     assert scorer.running is None
+
+
+def test_a_query_may_fail_limit_times_in_a_row_then_the_job_ends() -> None:
+    restarts = Restarts(limit=2)
+    assert [restarts.may_restart("score") for _ in range(3)] == [True, True, False]
+    # Counted per query: the other query has its own allowance.
+    assert restarts.may_restart("entity_windows") is True
+
+
+def test_a_completed_trigger_after_a_restart_clears_the_count() -> None:
+    restarts = Restarts(limit=1)
+    # A failure a week, each followed by healthy triggers: never the end of the stream.
+    for _ in range(5):
+        assert restarts.may_restart("score") is True
+        restarts.progressed("score")
+    # Without progress between them the second failure in a row is one too many.
+    assert restarts.may_restart("score") is True
+    assert restarts.may_restart("score") is False
+
+
+def test_limit_zero_means_the_first_failure_ends_the_job() -> None:
+    assert Restarts(limit=0).may_restart("score") is False
+
+
+def test_failure_reason_is_the_innermost_error_not_the_proxy_wrapper() -> None:
+    wrapped = "\n".join([
+        "An exception was raised by the Python Proxy. Return Message: Traceback (most recent call last):",
+        '  File "/x/lakehound/streaming/sinks.py", line 120, in attempt',
+        "    merge.whenNotMatchedInsertAll().execute()",
+        "py4j.protocol.Py4JJavaError: An error occurred while calling o6282.execute.",
+        ": java.lang.OutOfMemoryError: Java heap space",
+        "\tat scala.collection.immutable.List.$colon$colon(List.scala:117)",
+    ])  # fmt: skip
+    assert failure_reason(wrapped) == "java.lang.OutOfMemoryError: Java heap space"
+    assert failure_reason("RuntimeError: injected\n") == "RuntimeError: injected"
+    # Nothing that looks like an error: the first line as it is.
+    assert failure_reason("query stopped\nby the user") == "query stopped"

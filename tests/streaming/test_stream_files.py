@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 from deltalake import DeltaTable
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
 from jobs import stream
 from lakehound.cli import RunContext
 from lakehound.config import load_config
+from lakehound.streaming.batch import BatchScorer
 from schemas.transactions import TRANSACTIONS
 from tests.streaming.conftest import ROOT, lakehouse_copy, make_events, stream_overrides
 
@@ -63,3 +64,48 @@ def test_landing_folder_scored_once_bad_rows_quarantined(
         ]
         assert len(quarantined) == n_bad
         assert any("not_in_set:currency" in r["reasons"] for r in quarantined)  # type: ignore[operator]
+
+
+class _FailsAfterFirstCommit(BatchScorer):
+    """Raises once, after its first batch has committed its writes: the failure lands
+    between the Delta commits and the checkpoint's, the case the restart must repair."""
+
+    failed = False
+    calls = 0
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        self.calls += 1
+        super().__call__(batch, batch_id)
+        if not self.failed:
+            self.failed = True
+            raise RuntimeError("injected failure after the batch's writes")
+
+
+@pytest.mark.parametrize("max_restarts", [1, 0])
+def test_failed_query_restarts_from_its_checkpoint_or_ends_the_job(
+    spark: SparkSession, trained_lakehouse: Path, tmp_path: Path, max_restarts: int
+) -> None:
+    root = lakehouse_copy(trained_lakehouse, tmp_path)
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    events = make_events("R", 8)
+    (landing / "part-1.json").write_text("".join(json.dumps(e) + "\n" for e in events))
+    cfg = load_config(
+        ROOT / "conf" / "transactions.yaml",
+        [*stream_overrides(root), "stream.source=files", f"stream.landing_dir={landing}",
+         f"stream.max_restarts={max_restarts}"],
+    )  # fmt: skip
+    scorer = _FailsAfterFirstCommit(cfg, TRANSACTIONS, query_run="restart-test")
+    ctx = RunContext("stream", None)
+    if max_restarts == 0:
+        with pytest.raises(stream.StreamFailed, match="query score failed 1 times in a row"):
+            stream.run(spark, cfg, ctx, available_now=True, timeout=300, scorer=scorer)
+        return
+    stream.run(spark, cfg, ctx, available_now=True, timeout=300, scorer=scorer)
+    # The one batch ran twice, failed then replayed from the checkpoint; the replay
+    # found its rows already written: each event scored once.
+    assert scorer.failed and scorer.calls == 2
+    scored = Counter(
+        str(r["event_id"]) for r in _rows(root, "scores") if r["detector"] == "ensemble"
+    )
+    assert scored == Counter(str(e["transaction_id"]) for e in events)
