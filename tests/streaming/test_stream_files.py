@@ -14,7 +14,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from jobs import stream
 from lakehound.cli import RunContext
-from lakehound.config import load_config
+from lakehound.config import Config, load_config
 from lakehound.streaming.batch import BatchScorer
 from schemas.transactions import TRANSACTIONS
 from tests.streaming.conftest import ROOT, lakehouse_copy, make_events, stream_overrides
@@ -26,6 +26,12 @@ def _rows(root: Path, name: str) -> list[dict[str, object]]:
     return (
         DeltaTable(str(root / "lakehouse" / "transactions" / name)).to_pyarrow_table().to_pylist()
     )
+
+
+def _landing_config(root: Path, landing: Path, *sets: str) -> Config:
+    """The stream on ``root``'s lakehouse, reading the landing folder ``landing``."""
+    overrides = [*stream_overrides(root), "stream.source=files", f"stream.landing_dir={landing}"]
+    return load_config(ROOT / "conf" / "transactions.yaml", [*overrides, *sets])
 
 
 @pytest.mark.parametrize("fmt", ["json", "csv"])
@@ -47,11 +53,7 @@ def test_landing_folder_scored_once_bad_rows_quarantined(
             w.writeheader()
             w.writerows([*events, bad])
         n_bad = 1
-    cfg = load_config(
-        ROOT / "conf" / "transactions.yaml",
-        [*stream_overrides(root), "stream.source=files", f"stream.landing_dir={landing}",
-         f"stream.landing_format={fmt}"],
-    )  # fmt: skip
+    cfg = _landing_config(root, landing, f"stream.landing_format={fmt}")
     for _ in range(2):  # the second run finds no new file
         stream.run(spark, cfg, RunContext("stream", None), available_now=True, timeout=300)
         scored = Counter(
@@ -90,11 +92,7 @@ def test_failed_query_restarts_from_its_checkpoint_or_ends_the_job(
     landing.mkdir()
     events = make_events("R", 8)
     (landing / "part-1.json").write_text("".join(json.dumps(e) + "\n" for e in events))
-    cfg = load_config(
-        ROOT / "conf" / "transactions.yaml",
-        [*stream_overrides(root), "stream.source=files", f"stream.landing_dir={landing}",
-         f"stream.max_restarts={max_restarts}"],
-    )  # fmt: skip
+    cfg = _landing_config(root, landing, f"stream.max_restarts={max_restarts}")
     scorer = _FailsAfterFirstCommit(cfg, TRANSACTIONS, query_run="restart-test")
     ctx = RunContext("stream", None)
     if max_restarts == 0:
