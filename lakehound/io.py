@@ -82,6 +82,10 @@ def date_predicate(dates: Sequence[dt.date], column: str = DATE_COL) -> str:
     return f"{column} IN ({listed})"
 
 
+# Attempts of one date replacement that keeps losing commit conflicts.
+REPLACE_ATTEMPTS = 3
+
+
 def replace_dates(
     df: DataFrame,
     cfg: Config,
@@ -93,16 +97,24 @@ def replace_dates(
     """Atomically replace the given dates of a date-partitioned Delta table with ``df``.
 
     Rows of ``df`` outside ``dates`` are a bug in the caller; Delta's replaceWhere
-    constraint check rejects them rather than silently writing them.
+    constraint check rejects them rather than silently writing them. A replacement
+    that loses a commit conflict (the live stream's MERGE or the nightly compaction
+    committed to one of the dates meanwhile) is run again on the table's new version:
+    it replaces the dates whatever they hold, so the outcome is the one a run started
+    after the other commit would have had (``df`` is recomputed unless it is cached).
     """
     spark = df.sparkSession
-    (
-        df.write.format("delta")
-        .mode("overwrite")
-        .partitionBy(partition_col)
-        .option("replaceWhere", date_predicate(dates, partition_col))
-        .save(table_path(cfg, table))
-    )
+
+    def attempt() -> None:
+        (
+            df.write.format("delta")
+            .mode("overwrite")
+            .partitionBy(partition_col)
+            .option("replaceWhere", date_predicate(dates, partition_col))
+            .save(table_path(cfg, table))
+        )
+
+    retry_on_conflict(attempt, f"replaceWhere into {table}", REPLACE_ATTEMPTS)
     register(spark, cfg, table)
 
 
@@ -138,7 +150,7 @@ def retry_on_conflict(
     times in all, waiting ``backoff_seconds`` doubled each time. Returns (its result,
     the conflicts met). Only for an ``op`` that is idempotent: re-running it on the new
     version must give the same table (an insert-only or upsert MERGE on a key, a
-    compaction). The last conflict is raised as it is."""
+    compaction, a replacement of whole dates). The last conflict is raised as it is."""
     lost = 0
     while True:
         try:

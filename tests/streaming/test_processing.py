@@ -16,7 +16,7 @@ from typing import ClassVar
 import pytest
 from deltalake import DeltaTable
 from pyspark.errors import AnalysisException
-from pyspark.sql import SparkSession
+from pyspark.sql import Column, SparkSession
 
 from lakehound import io
 from lakehound.config import Config
@@ -37,6 +37,7 @@ from schemas.transactions import TRANSACTIONS
 from tests.streaming.conftest import STREAM_START, make_events, poison_messages
 
 NOW = dt.datetime(2024, 2, 1, tzinfo=dt.UTC)
+SCORES = "event_id string, detector string, severity double, event_date date"
 
 
 def _batch(spark: SparkSession, payloads: list[str]):  # type: ignore[no-untyped-def]
@@ -342,6 +343,50 @@ def test_dead_letters_then_redelivered_when_the_endpoint_is_back(
     assert letters == {"E1": "delivered", "E2": "delivered"}
 
 
+def _race(
+    tmp_path: Path, write: Callable[[Column], None], other: Callable[[], None]
+) -> BaseException | None:
+    """Run ``write`` in a thread and hold it after it took its snapshot of the table
+    (``write`` puts the gate column in its source's filter, evaluated inside its Spark
+    job) while ``other`` commits to the same table; then let it finish. Returns what
+    ``write`` raised, or None. ``write``'s source must be one partition: every task
+    held at the gate holds a core, and ``other`` needs the other one."""
+    from pyspark.sql import functions as F
+
+    started, release = tmp_path / "started", tmp_path / "release"
+    started.unlink(missing_ok=True)
+    release.unlink(missing_ok=True)
+
+    @F.udf("boolean")
+    def gate(_: str) -> bool:
+        if not release.exists():
+            started.touch()
+            deadline = time.time() + 120
+            while not release.exists() and time.time() < deadline:
+                time.sleep(0.05)
+        return True
+
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            write(gate("event_id"))
+        except BaseException as exc:  # handed to the test thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    deadline = time.time() + 120
+    while not started.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    assert started.exists(), "the write never reached its source"
+    other()
+    release.touch()
+    thread.join(timeout=180)
+    assert not thread.is_alive()
+    return failure[0] if failure else None
+
+
 def test_a_merge_that_loses_a_commit_conflict_to_compaction_is_run_again(
     spark: SparkSession,
     make_cfg: Callable[..., Config],
@@ -351,55 +396,28 @@ def test_a_merge_that_loses_a_commit_conflict_to_compaction_is_run_again(
 ) -> None:
     """The nightly OPTIMIZE of jobs/maintain.py commits while a stream's MERGE is in
     flight: without the retry the batch fails, with it the rows land exactly once."""
-    from pyspark.sql import functions as F
-
     from lakehound import maintenance
 
     cfg = make_cfg()
-    schema = "event_id string, detector string, severity double, event_date date"
     day = dt.date(2024, 1, 4)
     path = io.table_path(cfg, "scores")
-    started, release = tmp_path / "started", tmp_path / "release"
-
-    @F.udf("boolean")
-    def gate(_: str) -> bool:
-        # Evaluated inside the MERGE, after it took its snapshot of the table: holds it
-        # there until the test has committed a compaction of the files it reads.
-        if not release.exists():
-            started.touch()
-            deadline = time.time() + 120
-            while not release.exists() and time.time() < deadline:
-                time.sleep(0.05)
-        return True
 
     def small_files(prefix: str) -> None:
         for i in range(3):
             row = [(f"{prefix}{i}", "ensemble", 1.0, day)]
-            merge_insert(spark.createDataFrame(row, schema), cfg, "scores", dates=[day])
+            merge_insert(spark.createDataFrame(row, SCORES), cfg, "scores", dates=[day])
 
     def merge_while_compacting(event_id: str) -> BaseException | None:
-        started.unlink(missing_ok=True)
-        release.unlink(missing_ok=True)
-        batch = spark.createDataFrame([(event_id, "ensemble", 2.0, day)], schema)
-        failure: list[BaseException] = []
+        batch = spark.createDataFrame([(event_id, "ensemble", 2.0, day)], SCORES)
 
-        def merge() -> None:
-            try:
-                merge_insert(batch.where(gate("event_id")), cfg, "scores", dates=[day])
-            except BaseException as exc:  # handed to the test thread
-                failure.append(exc)
+        def compact() -> None:
+            assert maintenance.compact(spark, path, [day]).files_removed >= 3
 
-        thread = threading.Thread(target=merge)
-        thread.start()
-        deadline = time.time() + 120
-        while not started.exists() and time.time() < deadline:
-            time.sleep(0.05)
-        assert started.exists(), "the MERGE never reached its source"
-        assert maintenance.compact(spark, path, [day]).files_removed >= 3
-        release.touch()
-        thread.join(timeout=180)
-        assert not thread.is_alive()
-        return failure[0] if failure else None
+        return _race(
+            tmp_path,
+            lambda gate: merge_insert(batch.where(gate), cfg, "scores", dates=[day]),
+            compact,
+        )
 
     small_files("a")
     monkeypatch.setattr("lakehound.streaming.sinks.CONFLICT_ATTEMPTS", 1)
@@ -415,3 +433,50 @@ def test_a_merge_that_loses_a_commit_conflict_to_compaction_is_run_again(
     assert sorted(r["event_id"] for r in rows) == ["a0", "a1", "a2", "b0", "b1", "b2", "kept"]
     ops = [h["operation"] for h in DeltaTable(path).history()]  # newest first
     assert ops[:2] == ["MERGE", "OPTIMIZE"]
+
+
+def test_a_date_replacement_that_loses_a_commit_conflict_to_the_stream_is_run_again(
+    spark: SparkSession,
+    make_cfg: Callable[..., Config],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A batch re-run of a date (replaceWhere) while the live stream MERGEs an event of
+    that date into the same table: without the retry the batch job fails, with it the
+    re-run replaces the date as if it had started after the stream's commit."""
+    cfg = make_cfg()
+    day, other_day = dt.date(2024, 1, 4), dt.date(2024, 1, 5)
+    path = io.table_path(cfg, "scores")
+    rerun = spark.createDataFrame(
+        [("r0", "ensemble", 1.0, day), ("r1", "ensemble", 1.0, day)], SCORES
+    )
+    io.replace_dates(
+        spark.createDataFrame([("old", "ensemble", 1.0, day), ("keep", "ensemble", 1.0, other_day)], SCORES),
+        cfg, "scores", [day, other_day],
+    )  # fmt: skip
+
+    def stream_commit(event_id: str) -> Callable[[], None]:
+        row = spark.createDataFrame([(event_id, "ensemble", 3.0, day)], SCORES)
+        return lambda: merge_insert(row, cfg, "scores", dates=[day])
+
+    def replace(gate: Column) -> None:
+        # One partition: one task held at the gate, the other core free for the stream.
+        io.replace_dates(rerun.coalesce(1).where(gate), cfg, "scores", [day])
+
+    monkeypatch.setattr(io, "REPLACE_ATTEMPTS", 1)
+    lost = _race(tmp_path, replace, stream_commit("s1"))
+    assert isinstance(lost, io.conflicts()), lost
+    ids = sorted(r["event_id"] for r in DeltaTable(path).to_pyarrow_table().to_pylist())
+    assert ids == ["keep", "old", "s1"]  # the failed replacement changed nothing
+
+    monkeypatch.setattr(io, "REPLACE_ATTEMPTS", 3)
+    caplog.set_level("WARNING", logger="lakehound.io")
+    assert _race(tmp_path, replace, stream_commit("s2")) is None
+    assert "replaceWhere into scores lost a commit conflict" in caplog.text
+    ids = sorted(r["event_id"] for r in DeltaTable(path).to_pyarrow_table().to_pylist())
+    # The date holds the re-run's rows only (the README's caveat: a batch re-run of a
+    # date replaces its streamed rows too); the other date is untouched.
+    assert ids == ["keep", "r0", "r1"]
+    ops = [h["operation"] for h in DeltaTable(path).history()]  # newest first
+    assert ops[:2] == ["WRITE", "MERGE"]
