@@ -31,7 +31,7 @@ from typing import Any
 from bench import machine
 from bench.common import RESULT_PREFIX, median
 from bench.memory import TreeSampler
-from bench.streaming import DRAIN_SECONDS
+from bench.streaming import DRAIN_SECONDS, MIN_VERDICT_BATCHES
 from bench.streaming import WORKLOAD as STREAM_WORKLOAD
 
 # ADBench's published ROC-AUC / PR-AUC x100 (../shared/data/README.md), next to the peers.
@@ -641,7 +641,8 @@ def _streaming_markdown(s: dict[str, Any]) -> list[str]:
         "stops. Drain: "
         "seconds from the producer's last send to the last commit. Lag growth: median "
         "latency of the last quarter of the events sent minus that of the first quarter. "
-        "Sustained: at least 99% of the events committed and the lag grew by less than "
+        "Sustained: at least 99% of the events committed, in at least "
+        f"{MIN_VERDICT_BATCHES} micro-batches, and the lag grew by less than "
         "half a micro-batch (with repetitions: in every one of them, shown as sustained / "
         "repetitions; the other figures are medians over the repetitions). Stages: "
         "medians over the micro-batches of the rate (`stream_progress.details`).",

@@ -429,11 +429,14 @@ def test_lag_growth_and_sustained_verdict() -> None:
     assert lag_growth(steady) == 0.0
     # Medians of the first and last 25 latencies: 0.5 * 12 and 0.5 * 87.
     assert lag_growth(behind) == 0.5 * 87 - 0.5 * 12
-    assert sustained(100, 100, lag_growth(steady), median_batch=2.0)
-    assert not sustained(100, 100, lag_growth(behind), median_batch=2.0)
-    assert not sustained(98, 100, 0.0, median_batch=2.0)  # lost more than 1%
+    assert sustained(100, 100, lag_growth(steady), median_batch=2.0, batches=8)
+    assert not sustained(100, 100, lag_growth(behind), median_batch=2.0, batches=8)
+    assert not sustained(98, 100, 0.0, median_batch=2.0, batches=8)  # lost more than 1%
     # Growth under half a batch passes, a whole batch (54 s batches, lag +53.7 s) fails.
-    assert sustained(100, 100, 6.1, median_batch=43.5)
-    assert not sustained(100, 100, 53.7, median_batch=54.3)
-    assert not sustained(0, 0, 0.0, median_batch=2.0)
+    assert sustained(100, 100, 6.1, median_batch=43.5, batches=6)
+    assert not sustained(100, 100, 53.7, median_batch=54.3, batches=6)
+    assert not sustained(0, 0, 0.0, median_batch=2.0, batches=8)
+    # Too few batches to tell: no verdict of "kept up", however flat the lag looks.
+    assert sustained(100, 100, 0.0, median_batch=40.0, batches=5)
+    assert not sustained(100, 100, 0.0, median_batch=40.0, batches=4)
     assert math.isnan(lag_growth(steady[:5]))

@@ -89,6 +89,30 @@ def test_emit_returns_the_chosen_rows_with_their_full_history(spark: SparkSessio
     assert full["c1"]["merchant_count_7d"] == 4.0  # a1, b1, a2 from before the emitted day
 
 
+def test_emitted_accounts_keep_their_history_and_the_others_feed_merchant_windows(
+    spark: SparkSession,
+) -> None:
+    # A emits a later payment over its own history; B emits nothing, and its row must
+    # still count for merchant m1.
+    later = [
+        ("a4", "A", "m1", "DE", 20.0, T0 + D + M),
+        ("c1", "C", "m1", "DE", 30.0, T0 + D + 2 * M),
+    ]
+    rows = [*_base(), *later]
+    full = {r["event_id"]: r.asDict() for r in transaction_features(_tx(spark, rows)).collect()}
+    emit = F.col("event_ts") >= T0 + D
+    some = {
+        r["event_id"]: r.asDict()
+        for r in transaction_features(_tx(spark, rows), emit=emit).collect()
+    }
+    assert sorted(some) == ["a4", "c1"]
+    assert some == {k: full[k] for k in ("a4", "c1")}
+    # a4: A's a1, a2, a3 and itself; m1's a1, a2, b1 and a4.
+    assert (some["a4"]["acct_count_7d"], some["a4"]["merchant_count_7d"]) == (4.0, 4.0)
+    # c1: C's first payment; m1's a1, a2, b1, a4 and c1.
+    assert (some["c1"]["acct_count_7d"], some["c1"]["merchant_count_7d"]) == (1.0, 5.0)
+
+
 def test_merchant_risk_uses_labels_only_after_the_delay(spark: SparkSession) -> None:
     t = dt.datetime(2024, 3, 1, 12, 0, 0)
     rows = [
