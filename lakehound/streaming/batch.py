@@ -21,10 +21,10 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.score import Member, load_members, score_wide, to_alerts, to_scores
 from lakehound import io, models
 from lakehound.cli import RunContext
 from lakehound.config import Config
+from lakehound.scoring import Member, load_members, score_wide, to_alerts, to_scores
 from lakehound.streaming import delivery
 from lakehound.streaming.process import (
     STREAM_EVENTS,

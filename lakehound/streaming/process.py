@@ -3,7 +3,7 @@ quarantine / accepted events -> features (with look-back history) -> wide scores
 
 Everything reuses the batch code: the contract (``schemas``), the row rules
 (:func:`lakehound.validation.rules.classify`), the feature builder
-(:func:`lakehound.features.build.build_features`) and the scoring of ``jobs.score``.
+(:func:`lakehound.features.build.build_features`) and the scoring core (:mod:`lakehound.scoring`).
 """
 
 from __future__ import annotations
