@@ -11,7 +11,7 @@ ARGS ?=
 export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYSPARK_PYTHON := $(abspath $(PY))
 
-.PHONY: setup demo test test-fast test-integration test-quality lint typecheck test-suite \
+.PHONY: setup demo serve test test-fast test-integration test-quality lint typecheck test-suite \
         generate pipeline dist bench bench-smoke clean
 
 # Everything that needs the network happens here, once: Python packages, the locked
@@ -21,7 +21,7 @@ setup: $(VENV)/.installed .cache/ivy/.resolved .cache/kafka/.resolved
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev,deep]"
+	$(PY) -m pip install --quiet -e ".[dev,deep,serve]"
 	touch $@
 
 # The only network step for the JVM side: Spark's Ivy fetches the locked jars once.
@@ -36,6 +36,10 @@ pipeline: setup
 	$(PY) -m jobs.pipeline --config $(CONFIG) $(ARGS)
 
 demo: generate pipeline
+
+# The real-time endpoint on the dataset's production models (README "Endpoint").
+serve: setup
+	$(PY) -m jobs.serve --config $(CONFIG) $(ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -306,6 +306,32 @@ class MaintenanceSettings(_Model):
     conflict_attempts: int = Field(3, ge=1)
 
 
+class ServeSettings(_Model):
+    """The real-time endpoint (jobs/serve.py): binding, limits, durability, models."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    # Bearer token for POST /invocations; required when host is not a loopback
+    # address (LAKEHOUND_SERVE_TOKEN, if set, wins). Empty: no token.
+    token: str = ""
+    # Requests above these are refused (413) before any parsing or scoring.
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    max_batch_events: int = Field(10_000, ge=1)
+    # A request still running after this many seconds gets a 503 (the events it
+    # accepted stay accepted: they are in the write-ahead log).
+    request_timeout_seconds: float = Field(10.0, gt=0)
+    # Write-ahead log of accepted and quarantined events; empty:
+    # <lakehouse>/<dataset>/_serve/wal.
+    wal_dir: str = ""
+    # Closed log segments are written to Delta (scores, alerts, stream_events,
+    # quarantine) this often; a segment is also closed at this many events.
+    flush_seconds: float = Field(30.0, gt=0)
+    segment_events: int = Field(50_000, ge=1)
+    # How often the registry is polled for a newly promoted production version.
+    refresh_seconds: float = Field(30.0, gt=0)
+    access_log: bool = True
+
+
 class Config(_Model):
     dataset: str
     environment: str = "local"
@@ -322,6 +348,7 @@ class Config(_Model):
     scoring: ScoringSettings = ScoringSettings()
     stream: StreamSettings = StreamSettings()
     maintenance: MaintenanceSettings = MaintenanceSettings()
+    serve: ServeSettings = ServeSettings()
 
     @field_validator("dataset")
     @classmethod
