@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -212,9 +213,9 @@ def test_sigkill_after_answers_loses_nothing_and_writes_once(
     )
 
 
-def test_refuses_a_public_bind_without_token(lakehouse: Lakehouse) -> None:
+def test_refuses_a_public_bind_without_token(tmp_path: Path) -> None:
     args = [sys.executable, "-m", "jobs.serve", "--config", str(ROOT / "conf" / "transactions.yaml"),
-            "--host", "0.0.0.0", *[a for o in lakehouse.overrides for a in ("--set", o)]]  # fmt: skip
+            "--host", "0.0.0.0", "--set", f"lakehouse={tmp_path}"]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if k != "LAKEHOUND_SERVE_TOKEN"}
     done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2

@@ -1,0 +1,310 @@
+"""Benchmark of the real-time endpoint (jobs/serve.py) with a real HTTP client.
+
+    python -m bench.serve [--workdir /tmp/lakehound-bench-serve] [--rates 250,500,750,1000]
+        [--seconds 15] [--batches 20]
+
+Builds the demo lakehouse once (generate + pipeline: Isolation Forest 100 trees +
+z-score ensemble) and five more generated days as the events to send, starts the
+server as its own process, and measures after a warm-up:
+
+* single-event requests at fixed rates (open loop: a request leaves at its
+  scheduled time whether or not the previous ones answered): client-side and
+  server-side (``latency_ms`` of the answer) p50 / p99, errors;
+* 1,000-event requests back to back: events per second;
+* the same for a minimal FastAPI wrapper around scikit-learn's ``score_samples``
+  of the same Isolation Forest on precomputed features (no validation, no online
+  features, no ensemble, no log): what those cost.
+
+The client is httpx (asyncio) in this process; on this 2-core machine it shares
+the cores with the server, so the rates it can keep up are a floor of the server's.
+Prints a markdown table and writes it, with the raw numbers, to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import os
+import pickle
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf" / "transactions.yaml"
+
+
+def _run(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", *args], cwd=ROOT, check=True)
+
+
+def build(work: Path) -> list[str]:
+    """The demo lakehouse (once) and its overrides."""
+    sets = [f"lakehouse={work / 'lakehouse'}", f"input.path={work / 'raw'}"]
+    flags = [a for s in sets for a in ("--set", s)]
+    if not (work / "lakehouse" / "transactions" / "models").exists():
+        _run("jobs.generate", "--config", str(CONF), *flags)
+        _run("jobs.pipeline", "--config", str(CONF), *flags)
+    if not (work / "new").exists():
+        _run("jobs.generate", "--config", str(CONF), *flags, "--set", f"input.path={work / 'new'}",
+             "--set", "generate.start_date=2024-01-15", "--set", "generate.days=5",
+             "--set", f"labels_path={work / 'new_labels'}")  # fmt: skip
+    return sets
+
+
+def events(work: Path) -> list[dict[str, str]]:
+    rows: list[dict[str, str]] = []
+    for part in sorted((work / "new").rglob("*.csv")):
+        with part.open(newline="", encoding="utf-8") as fh:
+            rows.extend(csv.DictReader(fh))
+    return sorted(rows, key=lambda r: r["event_ts"])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait(url: str, proc: subprocess.Popen[bytes], timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited with {proc.returncode}")
+        try:
+            if httpx.get(f"{url}/ping", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(1)
+    raise SystemExit("server not ready")
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+async def fixed_rate(url: str, bodies: list[Any], rate: float, seconds: float) -> dict[str, Any]:
+    """Open loop: request i leaves at start + i / rate."""
+    n = int(rate * seconds)
+    client_ms: list[float] = []
+    server_ms: list[float] = []
+    errors = 0
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+
+        async def one(body: Any) -> None:
+            nonlocal errors
+            t0 = time.perf_counter()
+            try:
+                r = await client.post(f"{url}/invocations", json=body)
+            except httpx.HTTPError:
+                errors += 1
+                return
+            client_ms.append((time.perf_counter() - t0) * 1000)
+            if r.status_code != 200:
+                errors += 1
+                return
+            lat = r.json().get("latency_ms")
+            if lat is not None:
+                server_ms.append(float(lat))
+
+        start = time.perf_counter()
+        tasks = []
+        for i in range(n):
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(bodies[i % len(bodies)])))
+        await asyncio.gather(*tasks)
+        took = time.perf_counter() - start
+    return {
+        "rate": rate, "requests": n, "achieved_rps": n / took, "errors": errors,
+        "client_p50_ms": pct(client_ms, 50), "client_p99_ms": pct(client_ms, 99),
+        "server_p50_ms": pct(server_ms, 50), "server_p99_ms": pct(server_ms, 99),
+    }  # fmt: skip
+
+
+def batches(url: str, bodies: list[Any], content: str = "json") -> dict[str, Any]:
+    with httpx.Client(timeout=120) as client:
+        n = 0
+        t0 = time.perf_counter()
+        for b in bodies:
+            r = client.post(f"{url}/invocations", json=b)
+            r.raise_for_status()
+            n += len(b)
+        took = time.perf_counter() - t0
+    return {"requests": len(bodies), "events": n, "events_per_s": n / took}
+
+
+# ---------------------------------------------------------------------------
+# The baseline: scikit-learn's score_samples behind a minimal FastAPI app.
+# ---------------------------------------------------------------------------
+
+
+def baseline_app(model_pkl: str) -> Any:
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse
+
+    with open(model_pkl, "rb") as fh:
+        forest = pickle.load(fh).detector.model_
+    app = FastAPI()
+
+    @app.post("/invocations")
+    async def invocations(request: Request) -> JSONResponse:
+        t0 = time.perf_counter()
+        X = np.asarray(json.loads(await request.body()), dtype=np.float64)
+        single = X.ndim == 1
+        scores = -forest.score_samples(X.reshape(1, -1) if single else X)
+        ms = (time.perf_counter() - t0) * 1000
+        if single:
+            return JSONResponse({"score": float(scores[0]), "latency_ms": ms})
+        return JSONResponse({"scores": scores.tolist(), "latency_ms": ms})
+
+    @app.get("/ping")
+    def ping() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+def _model_and_features(lakehouse: Path) -> tuple[str, list[list[float]]]:
+    from deltalake import DeltaTable
+
+    table = lakehouse / "transactions"
+    reg = [
+        r for r in DeltaTable(str(table / "models")).to_pyarrow_table().to_pylist()
+        if r["detector"] == "isolation_forest" and r["status"] == "production"
+    ]  # fmt: skip
+    model = reg[-1]
+    feats = DeltaTable(str(table / "features")).to_pyarrow_table(columns=model["features"])
+    X = np.column_stack([feats.column(c).to_numpy() for c in model["features"]])[:20_000]
+    return str(Path(model["artifact_path"]) / "model.pkl"), X.tolist()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="bench.serve")
+    p.add_argument("--workdir", default="/tmp/lakehound-bench-serve")
+    p.add_argument("--rates", default="250,500,750,1000")
+    p.add_argument("--seconds", type=float, default=15.0)
+    p.add_argument("--batches", type=int, default=15)
+    p.add_argument("--out", default=str(ROOT / "bench" / "serve.json"))
+    p.add_argument("--baseline-app", help=argparse.SUPPRESS)
+    p.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.baseline_app:
+        import uvicorn
+
+        uvicorn.run(baseline_app(args.baseline_app), host="127.0.0.1", port=args.port,
+                    log_level="warning")  # fmt: skip
+        return 0
+    work = Path(args.workdir)
+    sets = build(work)
+    evts = events(work)
+    rates = [float(r) for r in args.rates.split(",")]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    results: dict[str, Any] = {"lakehound": {}, "baseline": {}}
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jobs.serve", "--config", str(CONF), "--port", str(port),
+         *[a for s in sets for a in ("--set", s)], "--set", "serve.access_log=false",
+         "--set", "spark.driver_memory=1g", "--set", "spark.master=local[1]"],
+        cwd=ROOT, env=env,
+    )  # fmt: skip
+    try:
+        wait(url, server)
+        used = 0
+
+        def take(n: int) -> list[dict[str, str]]:
+            nonlocal used
+            out = evts[used : used + n]
+            used += n
+            if len(out) < n:
+                raise SystemExit(f"only {len(evts)} events generated; need more days")
+            return out
+
+        asyncio.run(fixed_rate(url, take(300), 100, 3))  # warm-up
+        for rate in rates:
+            r = asyncio.run(fixed_rate(url, take(int(rate * args.seconds)), rate, args.seconds))
+            results["lakehound"][f"single@{int(rate)}"] = r
+            print(json.dumps(r), flush=True)
+        bodies = [take(1000) for _ in range(args.batches)]
+        results["lakehound"]["batch1000"] = batches(url, bodies)
+        print(json.dumps(results["lakehound"]["batch1000"]), flush=True)
+    finally:
+        server.terminate()
+        server.wait(300)
+
+    model_pkl, X = _model_and_features(work / "lakehouse")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    base = subprocess.Popen(
+        [sys.executable, "-m", "bench.serve", "--baseline-app", model_pkl, "--port", str(port)],
+        cwd=ROOT, env=env,
+    )  # fmt: skip
+    try:
+        wait(url, base)
+        asyncio.run(fixed_rate(url, X[:300], 100, 3))
+        for rate in rates:
+            r = asyncio.run(fixed_rate(url, X, rate, args.seconds))
+            results["baseline"][f"single@{int(rate)}"] = r
+            print(json.dumps(r), flush=True)
+        xb = [X[i * 1000 : (i + 1) * 1000] for i in range(args.batches)]
+        results["baseline"]["batch1000"] = batches(url, xb)
+    finally:
+        base.terminate()
+        base.wait(60)
+    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    print(render(results, rates))
+    return 0
+
+
+def render(results: dict[str, Any], rates: list[float]) -> str:
+    lines = [
+        "| endpoint | load | achieved req/s | server p50 / p99 ms | client p50 / p99 ms | errors |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    names = {
+        "lakehound": "LakeHound /invocations (raw event)",
+        "baseline": "sklearn score_samples (features)",
+    }
+    for key, name in names.items():
+        for rate in rates:
+            r = results[key].get(f"single@{int(rate)}")
+            if not r:
+                continue
+            lines.append(
+                f"| {name} | 1 event, {int(rate)} req/s | {r['achieved_rps']:.0f} | "
+                f"{r['server_p50_ms']:.1f} / {r['server_p99_ms']:.1f} | "
+                f"{r['client_p50_ms']:.1f} / {r['client_p99_ms']:.1f} | {r['errors']} |"
+            )
+        b = results[key]["batch1000"]
+        lines.append(
+            f"| {name} | 1,000-event requests | {b['events_per_s']:,.0f} events/s | | | 0 |"
+        )
+    sustained = [
+        r for k, r in results["lakehound"].items()
+        if k.startswith("single@") and r["client_p99_ms"] <= 50 and r["errors"] == 0
+        and r["achieved_rps"] >= 0.95 * r["rate"]
+    ]  # fmt: skip
+    best = max((r["rate"] for r in sustained), default=None)
+    lines.append("")
+    lines.append(
+        f"Highest single-event rate with client p99 <= 50 ms and no errors: "
+        f"{int(best) if best else 'none of the rates tried'} req/s."
+    )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
