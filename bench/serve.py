@@ -46,9 +46,9 @@ def _run(*args: str) -> None:
     subprocess.run([sys.executable, "-m", *args], cwd=ROOT, check=True)
 
 
-def build(work: Path) -> list[str]:
-    """The demo lakehouse (once) and its overrides."""
-    sets = [f"lakehouse={work / 'lakehouse'}", f"input.path={work / 'raw'}"]
+def build(work: Path, extra: list[str]) -> list[str]:
+    """The demo lakehouse (once) and its overrides (``extra``: more ``--set`` ones)."""
+    sets = [f"lakehouse={work / 'lakehouse'}", f"input.path={work / 'raw'}", *extra]
     flags = [a for s in sets for a in ("--set", s)]
     if not (work / "lakehouse" / "transactions" / "models").exists():
         _run("jobs.generate", "--config", str(CONF), *flags)
@@ -197,6 +197,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=15.0)
     p.add_argument("--batches", type=int, default=15)
     p.add_argument("--out", default=str(ROOT / "bench" / "serve.json"))
+    p.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override for the demo lakehouse (e.g. generate.accounts=500)",
+    )
     p.add_argument("--baseline-app", help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -207,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
                     log_level="warning")  # fmt: skip
         return 0
     work = Path(args.workdir)
-    sets = build(work)
+    sets = build(work, args.sets)
     evts = events(work)
     rates = [float(r) for r in args.rates.split(",")]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -101,7 +101,8 @@ class Server:
             time.sleep(1)
         raise AssertionError(f"server not ready in {timeout}s:\n{self.output()}")
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 120.0) -> int:
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 600.0) -> int:
+        # A clean stop writes the log to Delta first: several MERGEs.
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         try:

@@ -87,7 +87,8 @@ def test_one_by_one_equals_featurize_and_score(
     names = feature_names("transactions")
     expected = {
         r["event_id"]: r for r in wide.join(feats, "event_id").select(
-            "event_id", "_ens_severity", "isolation_forest.severity", "zscore.severity",
+            "event_id", "_ens_severity", F.col("isolation_forest.severity").alias("if_severity"),
+            F.col("zscore.severity").alias("z_severity"),
             *[feats[c] for c in names],
         ).collect()
     }  # fmt: skip
@@ -105,8 +106,9 @@ def test_one_by_one_equals_featurize_and_score(
             assert got["features"][c] == pytest.approx(want[c], rel=1e-6, abs=1e-6), (eid, c)
         assert got["severity"] == pytest.approx(want["_ens_severity"], abs=1e-6), eid
         assert got["detectors"]["isolation_forest"]["severity"] == pytest.approx(
-            want["severity"], abs=1e-6
+            want["if_severity"], abs=1e-6
         )
+        assert got["detectors"]["zscore"]["severity"] == pytest.approx(want["z_severity"], abs=1e-6)
         assert got["alert"] == (want["_ens_severity"] >= cfg.scoring.alert_severity)
         assert got["feature_registry_version"] and got["model_version"]
         assert got["latency_ms"] > 0
