@@ -82,16 +82,21 @@ def test_one_by_one_equals_featurize_and_score(
     past = io.read_table(spark, cfg, "validated").select(*contract.column_names, io.DATE_COL)
     window = new.unionByName(past.withColumn("_in", F.lit(False)))
     day = dt.date.fromisoformat(NEW_DAY)
-    feats = build_features(window, cfg, [day], emit=F.col("_in"))
+    # With the labels table, as the featurize job does (merchant_risk_7d).
+    labels = io.read_table(spark, cfg, "labels")
+    feats = build_features(window, cfg, [day], labels=labels, emit=F.col("_in")).cache()
     wide = score_wide(feats, load_members(spark, cfg), cfg)
     names = feature_names("transactions")
+    want_feats = {r["event_id"]: r for r in feats.select("event_id", *names).collect()}
     expected = {
-        r["event_id"]: r for r in wide.join(feats, "event_id").select(
-            "event_id", "_ens_severity", F.col("isolation_forest.severity").alias("if_severity"),
+        r["event_id"]: r
+        for r in wide.select(
+            "event_id",
+            "_ens_severity",
+            F.col("isolation_forest.severity").alias("if_severity"),
             F.col("zscore.severity").alias("z_severity"),
-            *[feats[c] for c in names],
         ).collect()
-    }  # fmt: skip
+    }
     history = past.select("transaction_id", "account_id", "merchant_id", "event_ts").toPandas()
     both = pd.concat([history, new.select(*history.columns).toPandas()], ignore_index=True)
     ties = _ties(both)
@@ -103,7 +108,10 @@ def test_one_by_one_equals_featurize_and_score(
             continue
         got, want = answers[eid], expected[eid]
         for c in names:
-            assert got["features"][c] == pytest.approx(want[c], rel=1e-6, abs=1e-6), (eid, c)
+            assert got["features"][c] == pytest.approx(want_feats[eid][c], rel=1e-6, abs=1e-6), (
+                eid,
+                c,
+            )
         assert got["severity"] == pytest.approx(want["_ens_severity"], abs=1e-6), eid
         assert got["detectors"]["isolation_forest"]["severity"] == pytest.approx(
             want["if_severity"], abs=1e-6
