@@ -204,7 +204,10 @@ class Service:
             accepted.sort(key=lambda ic: ic[1].values["event_ts"])
             feats = [self.state.featurize(c.values) for _, c in accepted]
             if accepted:
-                frame = pd.DataFrame(feats, columns=self.features)
+                # One float block, not a list of dicts or of columns: pandas builds it
+                # without a per-column pass (that cost more than scoring one event).
+                matrix = np.array([[f[c] for c in self.features] for f in feats], np.float64)
+                frame = pd.DataFrame(matrix, columns=self.features, copy=False)
                 scored = score_pandas(frame, members, self.cfg)
                 for row, (i, c) in enumerate(accepted):
                     results[i] = self._result(c, row, scored, members, feats[row], with_features)
