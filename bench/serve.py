@@ -4,8 +4,9 @@
         [--seconds 15] [--batches 20]
 
 Builds the demo lakehouse once (generate + pipeline: Isolation Forest 100 trees +
-z-score ensemble) and five more generated days as the events to send, starts the
-server as its own process, and measures after a warm-up:
+z-score ensemble; ``--set generate.accounts=...`` for a smaller one) and five more
+generated days as the events to send (cycled with fresh ids when a run needs more),
+starts the server as its own process, and measures after a warm-up:
 
 * single-event requests at fixed rates (open loop: a request leaves at its
   scheduled time whether or not the previous ones answered): client-side and
@@ -193,7 +194,7 @@ def _model_and_features(lakehouse: Path) -> tuple[str, list[list[float]]]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bench.serve")
     p.add_argument("--workdir", default="/tmp/lakehound-bench-serve")
-    p.add_argument("--rates", default="250,500,750,1000")
+    p.add_argument("--rates", default="50,100,250,500")
     p.add_argument("--seconds", type=float, default=15.0)
     p.add_argument("--batches", type=int, default=15)
     p.add_argument("--out", default=str(ROOT / "bench" / "serve.json"))
@@ -234,11 +235,14 @@ def main(argv: list[str] | None = None) -> int:
         used = 0
 
         def take(n: int) -> list[dict[str, str]]:
+            # The generated events in time order, cycled with fresh ids when more are
+            # needed (each pass adds them to the state again: a busier replay).
             nonlocal used
-            out = evts[used : used + n]
+            out = []
+            for k in range(used, used + n):
+                e = evts[k % len(evts)]
+                out.append({**e, "transaction_id": f"{e['transaction_id']}-b{k // len(evts)}"})
             used += n
-            if len(out) < n:
-                raise SystemExit(f"only {len(evts)} events generated; need more days")
             return out
 
         asyncio.run(fixed_rate(url, take(300), 100, 3))  # warm-up

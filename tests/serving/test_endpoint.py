@@ -140,7 +140,11 @@ def test_one_by_one_equals_featurize_and_score(
     assert res[1]["reasons"] == ["missing:account_id", "below_min:amount", "not_in_set:currency"]
     lines = json.dumps({**good, "transaction_id": "ok-2"}) + "\n{not json\n"
     res = _post(server, lines, "application/jsonlines").json()["results"]
-    assert "severity" in res[0] and res[1]["reasons"] == ["malformed_record"]
+    # As in classify: a record that does not parse also misses every required field.
+    assert "severity" in res[0] and res[1]["reasons"][:2] == [
+        "malformed_record",
+        "missing:transaction_id",
+    ]
     cols = list(good)
     csv_body = ",".join(cols) + "\n" + ",".join(str(good[c]) for c in cols).replace("ok-1", "ok-3")
     res = _post(server, csv_body, "text/csv").json()["results"]
