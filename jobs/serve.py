@@ -13,11 +13,14 @@ See README "Endpoint" and :mod:`lakehound.serving`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import logging
 import os
+import signal
 import sys
 import time
+from collections.abc import Iterator
 
 from lakehound.cli import setup_logging
 from lakehound.config import Config, load_config
@@ -65,6 +68,21 @@ def resolve_token(cfg: Config) -> str:
     return token
 
 
+def _server_class() -> type:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            # uvicorn re-raises SIGTERM / SIGINT once it has stopped, which kills the
+            # process before the write-ahead log reaches Delta: stop, then return.
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, self.handle_exit)
+            yield
+
+    return Server
+
+
 def main(argv: list[str] | None = None) -> int:
     # Naive timestamps are UTC everywhere (Spark's session zone; PySpark converts
     # naive datetimes with the process zone).
@@ -86,15 +104,16 @@ def main(argv: list[str] | None = None) -> int:
         spark = build_session(cfg.spark, app_name=f"lakehound-serve-{cfg.dataset}")
         service = Service(spark, cfg)
         service.start()
+        config = uvicorn.Config(
+            create_app(service, token),
+            host=cfg.serve.host,
+            port=cfg.serve.port,
+            log_config=None,
+            access_log=False,
+            timeout_keep_alive=5,
+        )
         try:
-            uvicorn.run(
-                create_app(service, token),
-                host=cfg.serve.host,
-                port=cfg.serve.port,
-                log_config=None,
-                access_log=False,
-                timeout_keep_alive=5,
-            )
+            _server_class()(config).run()
         finally:
             service.close()
     except LakeHoundError as exc:
