@@ -3,7 +3,6 @@ stream) gives the same rows: the Spark rules are the expected values."""
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from collections.abc import Callable
 
@@ -65,9 +64,8 @@ def test_reasons_equal_the_spark_rules(
         F.lit(False).alias(MALFORMED),
         F.lit("req").alias(SOURCE),
     )
-    # No key: the duplicate rule is per request, checked below.
-    keyless = dataclasses.replace(contract, key=())
-    out = classify(raw, keyless, cfg.validation, run_date=None, fallback_date=now.date(), now=now)
+    # Every row has its own key: the duplicate rule is checked below.
+    out = classify(raw, contract, cfg.validation, run_date=None, fallback_date=now.date(), now=now)
     spark_reasons = {r[RAW]: list(r[REASONS]) for r in out.select("raw_record", REASONS)
                      .withColumnRenamed("raw_record", RAW).collect()}  # fmt: skip
     ordered = [spark_reasons[k] for k in sorted(spark_reasons, key=int)]
