@@ -325,10 +325,8 @@ def render(results: dict[str, Any], rates: list[float]) -> str:
     ]  # fmt: skip
     best = max((r["rate"] for r in sustained), default=None)
     lines.append("")
-    lines.append(
-        f"Highest single-event rate with client p99 <= 50 ms and no errors: "
-        f"{int(best) if best else 'none of the rates tried'} req/s."
-    )
+    verdict = f"{int(best)} req/s" if best else "none of the rates tried"
+    lines.append(f"Highest single-event rate with client p99 <= 50 ms and no errors: {verdict}.")
     return "\n".join(lines)
 
 
