@@ -88,7 +88,9 @@ class Server:
     def output(self) -> str:
         return self.log.read_text(errors="replace")[-6000:]
 
-    def wait_ready(self, timeout: float = 300.0) -> None:
+    def wait_ready(self, timeout: float = 600.0) -> None:
+        # Start-up is a Spark session, the registry, the look-back read and the
+        # replay of a log left by a crash: minutes on a loaded 2-core machine.
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
