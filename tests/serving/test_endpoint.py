@@ -171,7 +171,8 @@ def test_one_by_one_equals_featurize_and_score(
     q = io.read_table(spark, cfg, "quarantine").where(F.col("source_file").startswith("serve:"))
     reasons = {tuple(r["reasons"]) for r in q.collect()}
     assert ("missing:account_id", "below_min:amount", "not_in_set:currency") in reasons
-    assert ("duplicate",) in reasons and ("malformed_record",) in reasons
+    assert ("duplicate",) in reasons
+    assert any(r[0] == "malformed_record" for r in reasons)
 
 
 def test_sigkill_after_answers_loses_nothing_and_writes_once(
