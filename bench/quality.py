@@ -32,6 +32,7 @@ def pyod_peers(
     except ImportError:
         return None
     from sklearn.preprocessing import MinMaxScaler
+
     from lakehound.quality import adbench
 
     out = []
