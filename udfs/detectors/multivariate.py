@@ -168,7 +168,7 @@ class PCADetector(_Scaled):
       figures, rank by: its score, the sum over all axes of the distance from the
       row to the axis' unit vector divided by the axis' variance ratio, grows with
       the row's norm and ranks rows as this one does (same ROC-AUC to 0.1 on
-      cardio, thyroid and shuttle).
+      thyroid and shuttle).
     - ``mahalanobis``: each axis weighted by 1 / its variance (Hotelling's T² on
       all axes). Low-variance axes of near-collinear features amplify noise: 5
       ROC points below ``distance`` on cardio.
