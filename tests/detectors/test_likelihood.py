@@ -48,8 +48,10 @@ def test_suppression_leaves_one_detection_per_event() -> None:
     rng = np.random.default_rng(1)
     x = rng.normal(0.0, 1.0, 2000)
     x[1000:1040] += 10.0  # one 40-row event
-    with_rest = create("likelihood", base="robust_zscore", rest=100).fit(x[:500, None])
-    without = create("likelihood", base="robust_zscore", rest=0).fit(x[:500, None])
+    # Without the spatial rule: new records of the Gaussian noise would count too.
+    common = {"base": "robust_zscore", "spatial_tolerance": None}
+    with_rest = create("likelihood", rest=100, **common).fit(x[:500, None])
+    without = create("likelihood", rest=0, **common).fit(x[:500, None])
     assert (without.score(x[:, None])[1000:1100] > 0.5).sum() > 5
     # Only rows beating every score of the previous 100 rows remain: the event's
     # onset (the short average still rising), nothing after it.
@@ -74,3 +76,14 @@ def test_sliding_zscore_uses_the_previous_window_only() -> None:
     for i in (60, 150, 299):
         past = x[i - 50 : i]
         assert got[i] == pytest.approx(abs(x[i] - past.mean()) / past.std(ddof=1))
+
+
+def test_a_value_beyond_every_earlier_value_scores_one() -> None:
+    x = np.tile([0.0, 1.0, 2.0, 1.0], 200)  # range [0, 2]
+    x = np.append(x, [2.05, 2.2, 1.0])  # within 5% of the range, beyond it, inside
+    got = create("likelihood", base="robust_zscore", rest=0, learn=100).fit(x[:400, None])
+    s = got.score(x[:, None])
+    assert s[-2] == 1.0
+    assert s[-3] < 1.0 and s[-1] < 1.0
+    off = create("likelihood", base="robust_zscore", rest=0, learn=100, spatial_tolerance=None)
+    assert off.fit(x[:400, None]).score(x[:, None])[-2] < 1.0

@@ -16,7 +16,9 @@ series:
   reported as ``log(tail) / log(1e-10)`` in [0, 1] (0.5 is a 1e-5 tail), so one
   threshold means the same thing on every series.
 
-*Suppression* then keeps one detection per event: a row scores only if it beats
+A value outside the range of every earlier value (by ``spatial_tolerance`` of that
+range, Numenta's 0.05) scores 1 whatever the likelihood says: Numenta's *spatial
+anomaly*. *Suppression* then keeps one detection per event: a row scores only if it beats
 every score of the previous ``rest`` rows, else 0. With any threshold, a run of
 high scores yields its first crossing (and later, higher peaks), not hundreds of
 detections; CAD OSE and Numenta's filter do the same.
@@ -74,6 +76,22 @@ def suppress(scores: np.ndarray, rest: int) -> np.ndarray:
     return np.where(np.isnan(prev) | (s > prev), s, 0.0)
 
 
+def new_extremes(X: np.ndarray, tolerance: float) -> np.ndarray:
+    """Rows where some column leaves the range of all rows before it by ``tolerance`` x range.
+
+    Numenta's detector calls such a value a spatial anomaly (score 1) whatever the
+    temporal model says: a sensor reading never seen before is worth one alert.
+    """
+    values = np.asarray(X, dtype=np.float64)
+    frame = pd.DataFrame(values)
+    hi = frame.shift(1).cummax().to_numpy()
+    lo = frame.shift(1).cummin().to_numpy()
+    span = hi - lo
+    with np.errstate(invalid="ignore"):
+        out = (values > hi + tolerance * span) | (values < lo - tolerance * span)
+    return np.asarray(out.any(axis=1) & ~np.isnan(span).any(axis=1))
+
+
 @register("likelihood")
 class Likelihood(BaseDetector):
     """Any detector's raw scores through :func:`anomaly_likelihood` and :func:`suppress`.
@@ -98,6 +116,7 @@ class Likelihood(BaseDetector):
         rest: int | None = None,
         rest_fraction: float = 0.5,
         learn: int | None = None,
+        spatial_tolerance: float | None = 0.05,
     ) -> None:
         if base == "likelihood":
             raise ValueError("likelihood cannot wrap itself")
@@ -109,6 +128,9 @@ class Likelihood(BaseDetector):
         self.rest = _check_int("rest", rest, 0)
         self.rest_fraction = check_fraction("rest_fraction", rest_fraction)
         self.learn = _check_int("learn", learn, 2)
+        if spatial_tolerance is not None and spatial_tolerance < 0.0:
+            raise ValueError(f"spatial_tolerance must be >= 0 or None, got {spatial_tolerance!r}")
+        self.spatial_tolerance = spatial_tolerance
 
     def min_rows(self) -> int:
         return create(self.base, **self.base_params).min_rows()
@@ -121,6 +143,10 @@ class Likelihood(BaseDetector):
     def _score(self, X: np.ndarray) -> np.ndarray:
         raw = self.detector_.score(X)
         lik = anomaly_likelihood(raw, self.learn_, int(self.short or 1), int(self.long or 2))
+        if self.spatial_tolerance is not None:
+            beyond = new_extremes(X, self.spatial_tolerance)
+            beyond[: self.learn_] = False
+            lik = np.where(beyond, 1.0, lik)
         return suppress(lik, self.rest_)
 
     def explain(self, X: np.ndarray, top_k: int = 3) -> list[list[tuple[int, float]]]:
