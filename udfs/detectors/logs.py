@@ -45,7 +45,7 @@ class KeyVocabulary:
     """
 
     def __init__(self, keys: Iterable[Hashable]) -> None:
-        uniq = sorted(set(keys), key=lambda k: (str(type(k)), k))  # type: ignore[arg-type]
+        uniq = sorted(set(keys), key=lambda k: (str(type(k)), k))
         if not uniq:
             raise ValueError("KeyVocabulary: no keys to learn from")
         self.keys_ = uniq
@@ -358,7 +358,7 @@ class DeepLog(BaseDetector):
 
     def _check(self, X: np.ndarray, fitting: bool = True) -> np.ndarray:
         X = super()._check(X, fitting)
-        if (X != np.round(X)).any() or (X < 0).any():
+        if (np.round(X) != X).any() or (X < 0).any():
             raise ValueError("DeepLog expects non-negative integer key codes (0 = padding)")
         return X.astype(np.int64)
 
