@@ -214,15 +214,23 @@ def hdfs_raw(
     lines = spark.read.text(str(log)).withColumn("line_no", F.monotonically_increasing_id())
     parsed = S.parse_hdfs(lines)
     bad = parsed.where(~F.col("parse_ok")).count()
+    if bad == parsed.count():
+        raise DataError(
+            f"{log}: no line in the HDFS layout ('yymmdd hhmmss pid LEVEL component: message')"
+        )
     templated = L.assign_templates(parsed, L.mine_templates(parsed.where("parse_ok")))
-    keyed = S.with_session_keys(templated)
-    sessionless = S.sessionless_lines(keyed)
-    rows = (
-        S.session_features(keyed)
-        .select("session_id", "window_start", "template_seq")
-        .orderBy("window_start", "session_id")
-        .collect()
-    )
+    # Cached: mining is the costly step and three actions below read its result.
+    keyed = S.with_session_keys(templated).cache()
+    try:
+        sessionless = S.sessionless_lines(keyed)
+        rows = (
+            S.session_features(keyed)
+            .select("session_id", "window_start", "template_seq")
+            .orderBy("window_start", "session_id")
+            .collect()
+        )
+    finally:
+        keyed.unpersist()
     missing = [r["session_id"] for r in rows if r["session_id"] not in block_labels]
     if missing:
         raise DataError(

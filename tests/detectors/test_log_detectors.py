@@ -56,9 +56,7 @@ def test_vocabulary_codes_and_count_matrix() -> None:
     codes = vocab.encode([["a", "c", "zz"], ["b"]])
     # Sorted keys a, b, c -> 1, 2, 3; unseen -> 4; padding 0.
     np.testing.assert_array_equal(codes, [[1, 3, 4], [2, 0, 0]])
-    np.testing.assert_array_equal(
-        count_matrix(codes, vocab.size), [[1, 0, 1, 1], [0, 1, 0, 0]]
-    )
+    np.testing.assert_array_equal(count_matrix(codes, vocab.size), [[1, 0, 1, 1], [0, 1, 0, 0]])
     with pytest.raises(ValueError, match="width"):
         vocab.encode([["a", "b", "c"]], width=2)
     with pytest.raises(ValueError, match="codes"):

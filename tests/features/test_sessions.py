@@ -87,16 +87,41 @@ def _block(blk: str, t: int, replicas: int, kind: str) -> list[tuple[int, str]]:
         (t, f"INFO dfs.FSNamesystem: BLOCK* NameSystem.allocateBlock: /user/root/part-{t} {blk}"),
     ]
     for ip in ips:
-        out.append((t + 1, f"INFO dfs.DataNode$DataXceiver: Receiving block {blk} src: /{ip}:50010 dest: /{ip}:50010"))
+        out.append(
+            (
+                t + 1,
+                f"INFO dfs.DataNode$DataXceiver: Receiving block {blk} src: /{ip}:50010 dest: /{ip}:50010",
+            )
+        )
     if kind == "exception":
-        out.append((t + 2, f"WARN dfs.DataNode$DataXceiver: writeBlock {blk} received exception java.io.IOException: Could not read from stream"))
+        out.append(
+            (
+                t + 2,
+                f"WARN dfs.DataNode$DataXceiver: writeBlock {blk} received exception java.io.IOException: Could not read from stream",
+            )
+        )
     for i, ip in enumerate(ips):
         if kind == "no_terminate" and i == 0:
             continue
-        out.append((t + 3, f"INFO dfs.DataNode$PacketResponder: PacketResponder {i} for block {blk} terminating"))
-        out.append((t + 3, f"INFO dfs.DataNode$PacketResponder: Received block {blk} of size 67108864 from /{ip}"))
+        out.append(
+            (
+                t + 3,
+                f"INFO dfs.DataNode$PacketResponder: PacketResponder {i} for block {blk} terminating",
+            )
+        )
+        out.append(
+            (
+                t + 3,
+                f"INFO dfs.DataNode$PacketResponder: Received block {blk} of size 67108864 from /{ip}",
+            )
+        )
     for ip in ips:
-        out.append((t + 4, f"INFO dfs.FSNamesystem: BLOCK* NameSystem.addStoredBlock: blockMap updated: {ip}:50010 is added to {blk} size 67108864"))
+        out.append(
+            (
+                t + 4,
+                f"INFO dfs.FSNamesystem: BLOCK* NameSystem.addStoredBlock: blockMap updated: {ip}:50010 is added to {blk} size 67108864",
+            )
+        )
     return out  # fmt: skip
 
 
