@@ -35,6 +35,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from lakehound.features import logs as L
+from lakehound.features.timeseries import duration_seconds
 
 # HDFS (loghub HDFS_v1): "081109 203615 148 INFO dfs.DataNode$PacketResponder: message".
 HDFS_PATTERN = r"^(\d{6} \d{6}) (\d+) ([A-Z]+) ([^:\s]+): (.*)$"
@@ -100,6 +101,32 @@ def with_session_keys(
         )
     )
     return parsed.withColumn("session_id", F.explode_outer(keys))
+
+
+def with_window_sessions(
+    parsed: DataFrame,
+    window: str = L.LOG_WINDOW,
+    *,
+    entity: tuple[str, ...] = ("component",),
+    line_col: str = "line_no",
+) -> DataFrame:
+    """Time windows as sessions: ``session_id`` = entity values + window start
+    (``"KERNEL@2005-06-03T15:40:00"``), so window rows reach the session detectors."""
+    missing = [c for c in (*entity, "event_ts") if c not in parsed.columns]
+    if missing:
+        raise ValueError(f"with_window_sessions: input lacks {missing}; has {parsed.columns}")
+    if line_col not in parsed.columns:
+        parsed = parsed.withColumn(line_col, F.monotonically_increasing_id())
+    w_s = duration_seconds(window)
+    start = F.timestamp_seconds(F.floor(F.unix_seconds("event_ts") / w_s) * w_s)
+    ent = F.concat_ws("|", *[F.coalesce(F.col(c).cast("string"), F.lit("unknown")) for c in entity])
+    return parsed.withColumn(
+        "session_id",
+        F.when(
+            F.col("event_ts").isNotNull(),
+            F.format_string("%s@%s", ent, F.date_format(start, "yyyy-MM-dd'T'HH:mm:ss")),
+        ),
+    )
 
 
 def sessionless_lines(keyed: DataFrame) -> int:

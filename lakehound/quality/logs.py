@@ -250,6 +250,107 @@ def hdfs_raw(
     }
 
 
+BGL_DETECTORS = ("invariants_mining", "pca_spe_counts", "pca_spe")
+
+
+def cross_fit(
+    sessions: Sequence[Sequence[str]],
+    labels: np.ndarray,
+    detectors: Sequence[str] = BGL_DETECTORS,
+    *,
+    folds: int = 5,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Every session scored once by detectors fitted on the *normal* sessions of the
+    other folds (sessions assigned to folds at random, seeded)."""
+    if folds < 2:
+        raise ValueError(f"folds must be >= 2, got {folds}")
+    n = len(sessions)
+    fold = np.random.default_rng(seed).permutation(n) % folds
+    flagged = {d: np.zeros(n, dtype=bool) for d in detectors}
+    scores = {d: np.zeros(n) for d in detectors}
+    for f in range(folds):
+        train = [sessions[i] for i in np.flatnonzero(fold != f) if labels[i] == 0]
+        test_idx = np.flatnonzero(fold == f)
+        vocab = KeyVocabulary(k for s in train for k in s)
+        codes_tr, codes_te = vocab.encode(train), vocab.encode([sessions[i] for i in test_idx])
+        for name in detectors:
+            registry_name, params = DETECTORS[name]
+            det = create(registry_name, **params)
+            if getattr(det, "input_kind", "") == "sequences":
+                det.fit(codes_tr)
+                s = det.score(codes_te)
+            else:
+                det.fit(count_matrix(codes_tr, vocab.size))
+                s = det.score(count_matrix(codes_te, vocab.size))
+            scores[name][test_idx] = s
+            flagged[name][test_idx] = s > det.threshold_  # type: ignore[attr-defined]
+    return {
+        "sessions": n,
+        "anomalous_sessions": int(labels.sum()),
+        "folds": folds,
+        "seed": seed,
+        "detectors": {
+            d: {
+                "detector": DETECTORS[d][0],
+                "params": DETECTORS[d][1],
+                "threshold": float("nan"),
+                **metrics(labels, flagged[d], scores[d]),
+                "fit_s": float("nan"),
+            }
+            for d in detectors
+        },
+    }
+
+
+def bgl_windows(
+    spark: Any,
+    directory: Path,
+    *,
+    window: str = "5 minutes",
+    entity: tuple[str, ...] = ("component",),
+    folds: int = 5,
+    seed: int = 0,
+    detectors: Sequence[str] = BGL_DETECTORS,
+) -> dict[str, Any]:
+    """loghub BGL_2k as (entity, window) sessions; a session is anomalous when any of
+    its lines carries an alert label. Templates are mined from all lines (no label
+    used); labels only pick the normal training sessions of the other folds."""
+    from pyspark.sql import functions as F
+
+    from lakehound.features import logs as L
+    from lakehound.features import sessions as S
+
+    log = directory / "BGL_2k.log"
+    if not log.is_file():
+        raise DataError(f"{log}: BGL log not found")
+    lines = spark.read.text(str(log)).withColumn("line_no", F.monotonically_increasing_id())
+    parsed = L.parse_bgl(lines)
+    templated = L.assign_templates(parsed, L.mine_templates(parsed.where("parse_ok")))
+    keyed = S.with_window_sessions(templated, window, entity=entity).cache()
+    try:
+        truth = keyed.groupBy("session_id").agg(F.max(F.col("is_alert").cast("int")).alias("y"))
+        rows = (
+            S.session_features(keyed)
+            .join(truth, "session_id")
+            .select("session_id", "template_seq", "y")
+            .orderBy("session_id")
+            .collect()
+        )
+        unparsed = parsed.where(~F.col("parse_ok")).count()
+    finally:
+        keyed.unpersist()
+    seqs = [list(r["template_seq"]) for r in rows]
+    y = np.asarray([int(r["y"]) for r in rows], dtype=np.int64)
+    return {
+        "data": str(log),
+        "window": window,
+        "entity": list(entity),
+        "lines_unparsed": unparsed,
+        **cross_fit(seqs, y, detectors, folds=folds, seed=seed),
+    }
+
+
 def markdown(result: dict[str, Any]) -> str:
     lines = [
         "| detector | threshold | precision | recall | F1 | ROC-AUC | fit s |",
@@ -272,6 +373,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--hdfs-sessions", type=Path, help=f"directory with {TRAIN_FILE} and {TEST_FILE}"
     )
     src.add_argument("--hdfs-log", type=Path, help="raw HDFS log (needs --hdfs-labels)")
+    src.add_argument("--bgl", type=Path, help="directory with loghub's BGL_2k.log")
+    p.add_argument("--window", default="5 minutes", help="--bgl: session window")
+    p.add_argument("--entity", default="component", help="--bgl: comma-separated entity columns")
+    p.add_argument("--folds", type=int, default=5, help="--bgl: cross-fitting folds")
     p.add_argument("--hdfs-labels", type=Path, help="anomaly_label.csv for --hdfs-log")
     p.add_argument("--train-fraction", type=float, default=0.5)
     p.add_argument(
@@ -281,12 +386,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--out", type=Path, help="write the result as JSON here")
     args = p.parse_args(argv)
-    detectors = [d.strip() for d in args.detectors.split(",") if d.strip()]
+    default = BGL_DETECTORS if args.bgl is not None else tuple(DETECTORS)
+    detectors = [d.strip() for d in (args.detectors or ",".join(default)).split(",") if d.strip()]
     try:
         if args.hdfs_sessions is not None:
             result = hdfs_sessions(args.hdfs_sessions, detectors)
         else:
-            if args.hdfs_labels is None:
+            if args.hdfs_log is not None and args.hdfs_labels is None:
                 p.error("--hdfs-log needs --hdfs-labels")
             from lakehound.config import load_config
             from lakehound.session import build_session
@@ -295,22 +401,38 @@ def main(argv: Sequence[str] | None = None) -> int:
             cfg = load_config(root / "conf" / "logs.yaml", ["spark.shuffle_partitions=2"])
             spark = build_session(cfg.spark, app_name="lakehound-quality-logs")
             try:
-                result = hdfs_raw(
-                    spark,
-                    args.hdfs_log,
-                    args.hdfs_labels,
-                    train_fraction=args.train_fraction,
-                    detectors=detectors,
-                )
+                if args.bgl is not None:
+                    result = bgl_windows(
+                        spark,
+                        args.bgl,
+                        window=args.window,
+                        entity=tuple(c.strip() for c in args.entity.split(",") if c.strip()),
+                        folds=args.folds,
+                        detectors=detectors,
+                    )
+                else:
+                    result = hdfs_raw(
+                        spark,
+                        args.hdfs_log,
+                        args.hdfs_labels,
+                        train_fraction=args.train_fraction,
+                        detectors=detectors,
+                    )
             finally:
                 spark.stop()
     except (DataError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(
-        f"{result['train_sessions']} training sessions, {result['test_sessions']} scored "
-        f"({result['test_anomalies']} anomalous)"
-    )
+    if "folds" in result:
+        print(
+            f"{result['sessions']} sessions ({result['anomalous_sessions']} anomalous), "
+            f"{result['folds']}-fold cross-fitted on the normal ones"
+        )
+    else:
+        print(
+            f"{result['train_sessions']} training sessions, {result['test_sessions']} scored "
+            f"({result['test_anomalies']} anomalous)"
+        )
     print(markdown(result))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
