@@ -153,3 +153,22 @@ def test_raw_hdfs_lines_reach_the_session_detectors(spark: SparkSession, tmp_pat
     lab.write_text("BlockId,Label\nblk_11000,Normal\n")
     with pytest.raises(Q.DataError, match="no label for block"):
         Q.hdfs_raw(spark, log, lab, detectors=["invariants_mining"])
+
+
+def test_window_sessions_key_entity_and_window_start(spark: SparkSession) -> None:
+    rows = [
+        (dt.datetime(2005, 6, 3, 15, 42, 50), "KERNEL", "a"),
+        (dt.datetime(2005, 6, 3, 15, 44, 59), "KERNEL", "b"),
+        (dt.datetime(2005, 6, 3, 15, 45, 0), "KERNEL", "c"),
+        (dt.datetime(2005, 6, 3, 15, 43, 0), None, "d"),
+        (None, "APP", "e"),
+    ]
+    df = spark.createDataFrame(rows, "event_ts timestamp, component string, message string")
+    got = {r["message"]: r["session_id"] for r in S.with_window_sessions(df, "5 minutes").collect()}
+    assert got == {
+        "a": "KERNEL@2005-06-03T15:40:00",
+        "b": "KERNEL@2005-06-03T15:40:00",
+        "c": "KERNEL@2005-06-03T15:45:00",
+        "d": "unknown@2005-06-03T15:40:00",
+        "e": None,
+    }
