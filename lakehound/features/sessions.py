@@ -28,6 +28,7 @@ Policies:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -56,8 +57,6 @@ class SessionSpec:
     rare_min_count: int = RARE_MIN_COUNT
 
     def __post_init__(self) -> None:
-        import re
-
         try:
             compiled = re.compile(self.key_pattern)
         except re.error as exc:
@@ -72,8 +71,6 @@ class SessionSpec:
 
     @property
     def group(self) -> int:
-        import re
-
         return 1 if re.compile(self.key_pattern).groups else 0
 
 
