@@ -33,6 +33,7 @@ REPLICATE = "BLOCK* ask <*> to replicate blk_<*> to datanode(s) <*>"
 DELETE = "BLOCK* NameSystem.delete: blk_<*> is added to invalidSet of <*> and blk_<*>"
 
 
+@pytest.mark.slow
 def test_hdfs_lines_become_block_sessions(spark: SparkSession) -> None:
     lines = spark.createDataFrame(list(enumerate(LINES)), "line_no long, value string")
     parsed = S.parse_hdfs(lines)
