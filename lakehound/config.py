@@ -137,6 +137,30 @@ class ValidationSettings(_Model):
         return v if v.tzinfo else v.replace(tzinfo=dt.UTC)
 
 
+class SessionSettings(_Model):
+    """Log sessions (``features.source: log_sessions``): lines grouped by a key found
+    in each line; see lakehound.features.sessions."""
+
+    # Regex searched in key_column; its group 1 (or the whole match) is the session key.
+    key_pattern: str
+    key_column: str = "message"
+    # A line's template is "rare" with fewer earlier lines than this.
+    rare_min_count: int = Field(10, ge=1)
+
+    @field_validator("key_pattern")
+    @classmethod
+    def _regex(cls, v: str) -> str:
+        import re
+
+        try:
+            groups = re.compile(v).groups
+        except re.error as exc:
+            raise ValueError(f"not a valid regex: {exc}") from None
+        if groups > 1:
+            raise ValueError(f"must have at most one group (the key), has {groups}")
+        return v
+
+
 class FeatureSettings(_Model):
     lookback_days: int = Field(30, ge=0)
     lateness_hours: float = Field(24.0, ge=0)
@@ -148,6 +172,8 @@ class FeatureSettings(_Model):
     log_pattern: str = ""
     log_groups: dict[str, int] = Field(default_factory=dict)
     log_ts_format: str = ""
+    # Session windows instead of time windows (features.source: log_sessions).
+    sessions: SessionSettings | None = None
 
 
 class ThresholdSettings(_Model):

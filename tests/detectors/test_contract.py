@@ -22,6 +22,7 @@ FAST: dict[str, dict[str, Any]] = {
     # Planted rows are 83+ rows apart: a shorter suppression than the default keeps each.
     "likelihood": {"rest": 20},
     "cad_ose": {"rest_fraction": 0.05},
+    "deeplog": {"window": 4, "epochs": 3},
 }
 # Online detectors learn from the rows they score: they score the series from its start
 # (the training rows, then the test rows), as the per-series glue and NAB call them.
@@ -51,6 +52,9 @@ BAD: dict[str, dict[str, Any]] = {
     "cad_ose": {"bits": 0},
     "sliding_zscore": {"window": 1},
     "seasonal_zscore": {"period": 1},
+    "pca_spe": {"n_components": 0.0},
+    "invariants_mining": {"epsilon": 0.0},
+    "deeplog": {"top_g": 0},
 }
 PLANTED = [40, 123, 250, 377]
 # Isolation Forest's splits are drawn inside the training range, so a point beyond
@@ -83,7 +87,42 @@ def _series(seed: int, seasonal: bool) -> tuple[np.ndarray, np.ndarray]:
     return train, test
 
 
+def _counts(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    # Log-key counts per session: one open, k writes matched by k closes (k may be 0),
+    # a free-running key. Planted sessions break "writes == closes".
+    rng = np.random.default_rng(seed)
+
+    def sessions(n: int) -> np.ndarray:
+        k = rng.integers(0, 4, n)
+        return np.column_stack([np.ones(n), k, k, rng.poisson(1.0, n)]).astype(float)
+
+    train, test = sessions(400), sessions(400)
+    test[PLANTED] = [[1, 3, 0, 1], [1, 0, 3, 0], [1, 4, 1, 1], [1, 1, 4, 0]]
+    return train, test
+
+
+def _sequences(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    # Coded sessions 1 (open), k x 2 (write), k x 3 (close), 4 (end), 0-padded; the
+    # planted ones carry key 5, never seen in training.
+    rng = np.random.default_rng(seed)
+
+    def sessions(n: int) -> np.ndarray:
+        out = np.zeros((n, 8))
+        for i, k in enumerate(rng.integers(1, 4, n)):
+            out[i, : 2 * k + 2] = [1, *[2] * k, *[3] * k, 4]
+        return out
+
+    train, test = sessions(200), sessions(400)
+    test[PLANTED, 1] = 5
+    return train, test
+
+
 def _data(name: str) -> tuple[np.ndarray, np.ndarray]:
+    kind = getattr(get(name), "input_kind", "rows")
+    if kind == "counts":
+        return _counts(0)
+    if kind == "sequences":
+        return _sequences(0)
     return _series(0, name in SEASONAL) if get(name).sequential else _tabular(0)
 
 
@@ -106,8 +145,9 @@ def test_shapes_and_direction(name: str) -> None:
     assert s.shape == (test.shape[0],) and s.dtype == np.float64
     assert np.isfinite(s).all()
     assert det.score(test[:0]).shape == (0,)
-    with pytest.raises(ValueError):
-        det.score(np.hstack([test, test]))
+    if getattr(get(name), "input_kind", "rows") != "sequences":  # a session's length is data
+        with pytest.raises(ValueError):
+            det.score(np.hstack([test, test]))
 
 
 @pytest.mark.parametrize("name", available())

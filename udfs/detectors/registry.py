@@ -28,6 +28,7 @@ def _load_all() -> None:
         contextual,
         deep,
         likelihood,
+        logs,
         multivariate,
         series,
         statistical,
