@@ -29,7 +29,10 @@ FAST: dict[str, dict[str, Any]] = {
 ONLINE = {"likelihood", "cad_ose"}
 # Sequential detectors that model the seasonal shape get a seasonal series; the
 # level-only ones (moving average, EWMA, the ESD test) a slowly drifting level.
-SEASONAL = {"holt_winters", "forecast_quantile", "lstm_quantile", "seasonal_zscore"}
+# CAD OSE quantises the training range into 8 levels: on the level-only series the
+# noise alone crosses levels and looks like new contexts (planted rows rank at the
+# 46th-99th percentile); on the seasonal one the levels follow the shape.
+SEASONAL = {"holt_winters", "forecast_quantile", "lstm_quantile", "seasonal_zscore", "cad_ose"}
 # One invalid parameter per detector: __init__ must refuse it.
 BAD: dict[str, dict[str, Any]] = {
     "zscore": {"min_std": -1.0},

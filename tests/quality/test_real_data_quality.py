@@ -81,3 +81,17 @@ def test_nab_series_detectors_beat_the_null_detector() -> None:
         # published "Random" detector scores 11.0.
         assert profiles["standard"]["score"] > 15.0, (det, profiles)
         assert profiles["low_fn"]["score"] >= profiles["standard"]["score"] - 5.0
+
+
+def test_nab_likelihood_stage_lifts_the_series_detectors() -> None:
+    # Measured on the 35 shared series (standard / low FN): robust z 51.2 / 55.4,
+    # forecast quantile 50.3 / 53.5, Holt-Winters 47.0 / 53.7; without the stage
+    # (raw scores, --raw) 9.2, 12.6 and 2.5 standard. NAB's published windowed
+    # Gaussian scores 39.6 on the full corpus, the random detector 16.8.
+    res = nab.run({"robust_zscore": {}, "forecast_quantile": {}, "holt_winters": {}})
+    floors = {"robust_zscore": 48.0, "forecast_quantile": 47.0, "holt_winters": 44.0}
+    for det, floor in floors.items():
+        assert res[det]["standard"]["score"] >= floor, (det, res[det])
+        assert res[det]["low_fn"]["score"] >= res[det]["standard"]["score"]
+    raw = nab.run({"holt_winters": {}}, likelihood=False)
+    assert raw["holt_winters"]["standard"]["score"] < 10.0  # what the stage fixes
