@@ -4,16 +4,22 @@ Scoring follows NAB v1.1's sweeper:
 
 - the first ``min(floor(0.15 n), 750)`` rows of a series are probation: detections
   there count for nothing;
-- a detection inside an anomaly window scores ``A * sigmoid`` of its relative position
-  (``2 / (1 + exp(5 x)) - 1`` with ``x = -(right - i + 1) / width``: ~0.987 at the window
-  start, 0 at its end); only the best (earliest) detection of a window counts;
+- a detection inside an anomaly window scores ``tp * sigmoid(x) / sigmoid(-1)`` of its
+  relative position (``sigmoid(x) = 2 / (1 + exp(5 x)) - 1``, ``x = -(right - i + 1) /
+  width``: exactly ``tp`` at the window start, 0 at its end); only the best (earliest)
+  detection of a window counts; a window wholly inside the probation is not scored;
 - a detection outside every window costs ``fp_weight`` times the same sigmoid of its
   distance past the previous window (``-1`` if no window precedes it or it is more than
   3 window widths past it);
 - a window without detection costs ``fn_weight``;
-- the corpus total is normalised so the null detector scores 0 and the perfect one
-  (a detection on the first row of every window) 100;
-- one threshold per detector and profile, optimised over the whole corpus.
+- the corpus total is normalised as NAB's ``runner.normalize``: 0 for the null
+  detector (the better of flagging nothing and flagging everything), 100 for ``tp``
+  times the number of windows;
+- one threshold per detector and profile, optimised over the whole corpus at every
+  distinct score (:func:`sweep`, NAB's ``Sweeper.calcScoreByThreshold``).
+
+``python -m lakehound.quality.nab --data DIR --out FILE.json`` runs it on any directory
+in NAB's layout (``data/<category>/<file>.csv`` + ``windows.json``).
 """
 
 from __future__ import annotations
