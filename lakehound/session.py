@@ -44,6 +44,10 @@ def session_conf(settings: SparkSettings) -> dict[str, str]:
         # have inferred (IsNotNull on join keys and the like), which only save work.
         "spark.sql.constraintPropagation.enabled": "false",
         "spark.sql.adaptive.enabled": "true",
+        # Spark cannot read Parquet TIMESTAMP(NANOS) (pandas' default for to_parquet):
+        # it fails the whole read. Read as nanoseconds since the epoch instead; the
+        # validation reader turns a contract's timestamp columns back into timestamps.
+        "spark.sql.legacy.parquet.nanosAsLong": "true",
         "spark.ui.enabled": str(settings.ui_enabled).lower(),
         "spark.ui.showConsoleProgress": "false",
         "spark.driver.memory": settings.driver_memory,
