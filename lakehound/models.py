@@ -218,9 +218,9 @@ def commit(spark: SparkSession, cfg: Config, pending: list[PendingModel]) -> Non
     # production row (in the target) is to be archived. One source row may update
     # several target rows; no target row is matched twice.
     inserts = rows.withColumn("_op", F.lit("insert"))
-    archives = spark.createDataFrame(
-        [(d,) for d in promoted], "detector string"
-    ).withColumn("_op", F.lit("archive"))
+    archives = spark.createDataFrame([(d,) for d in promoted], "detector string").withColumn(
+        "_op", F.lit("archive")
+    )
     source = inserts.unionByName(archives, allowMissingColumns=True)
     columns = [c.split()[0] for c in MODELS_SCHEMA.split(", ")]
     (

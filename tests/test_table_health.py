@@ -20,9 +20,10 @@ from pyspark.sql import DataFrame, SparkSession
 
 from jobs import maintain, validate
 from lakehound import io
-from lakehound.config import Config
+from lakehound.config import Config, load_config
 from lakehound.errors import StorageError
 
+ROOT = Path(__file__).resolve().parent.parent
 D1, D2, D3 = dt.date(2024, 1, 1), dt.date(2024, 1, 2), dt.date(2024, 1, 3)
 
 
@@ -41,29 +42,39 @@ def _data_files(cfg: Config, table: str) -> list[Path]:
     return sorted(Path(io.table_path(cfg, table)).rglob("*.parquet"))
 
 
-def _scores(spark: SparkSession, cfg: Config) -> None:
-    """``scores`` with three versions: D1+D2 at 0, D3 at 1, D2 again at 2."""
+@pytest.fixture(scope="module")
+def built(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> tuple[Config, Path]:
+    """``scores`` with three versions (D1+D2 at 0, D3 at 1, D2 again at 2) and
+    ``alerts`` with one, written once; each test breaks its own copy."""
+    root = tmp_path_factory.mktemp("built")
+    cfg = load_config(
+        ROOT / "conf" / "transactions.yaml",
+        [f"lakehouse={root}", "spark.shuffle_partitions=2"],
+    )
     io.replace_dates(_rows(spark, D1, 3).unionByName(_rows(spark, D2, 2)), cfg, "scores", [D1, D2])
     io.replace_dates(_rows(spark, D3, 4), cfg, "scores", [D3])
     io.replace_dates(_rows(spark, D2, 5), cfg, "scores", [D2])
+    io.replace_dates(_rows(spark, D1, 2), cfg, "alerts", [D1])
+    return cfg, root / "transactions"
 
 
 @pytest.fixture
-def cfg(make_cfg: Callable[..., Config]) -> Config:
-    return make_cfg("transactions")
+def cfg(make_cfg: Callable[..., Config], built: tuple[Config, Path]) -> Config:
+    cfg = make_cfg("transactions")
+    shutil.copytree(built[1], Path(cfg.lakehouse) / "transactions")
+    return cfg
 
 
 def test_deleted_first_entry_refuses_and_keeps_the_files(spark: SparkSession, cfg: Config) -> None:
-    """Defect 1: the only commit's JSON deleted (its .crc left): on main the write
+    """Defect 1: the first commit's JSON deleted (its .crc left): on main the write
     created a new table over the directory and dropped the other dates' rows."""
-    io.replace_dates(_rows(spark, D1, 3).unionByName(_rows(spark, D2, 2)), cfg, "scores", [D1, D2])
     (_log(cfg, "scores") / f"{0:020d}.json").unlink()
     files = _data_files(cfg, "scores")
     with pytest.raises(StorageError) as info:
         io.replace_dates(_rows(spark, D3, 4), cfg, "scores", [D3])
     message = str(info.value)
     assert "transactions.scores" in message and io.table_path(cfg, "scores") in message
-    assert "missing for version(s) 0" in message and "\n" not in message
+    assert "missing for version(s) 0 of 0..2" in message and "\n" not in message
     assert _data_files(cfg, "scores") == files, "no file written or removed"
     assert not (_log(cfg, "scores") / f"{0:020d}.json").exists(), "no new table created"
     # Readers are refused the same way instead of being told the table does not exist.
@@ -74,7 +85,6 @@ def test_deleted_first_entry_refuses_and_keeps_the_files(spark: SparkSession, cf
 def test_deleted_latest_entry_is_a_gap(spark: SparkSession, cfg: Config) -> None:
     """Defect 13: the latest commit's JSON deleted (its .crc left): on main the job took
     version 1 as the latest and committed another version 2 over the gap."""
-    _scores(spark, cfg)
     (_log(cfg, "scores") / f"{2:020d}.json").unlink()
     with pytest.raises(StorageError, match=r"version\(s\) 2 of 0\.\.2"):
         io.replace_dates(_rows(spark, D3, 1), cfg, "scores", [D3])
@@ -82,7 +92,6 @@ def test_deleted_latest_entry_is_a_gap(spark: SparkSession, cfg: Config) -> None
 
 
 def test_deleted_middle_entry_is_a_gap(spark: SparkSession, cfg: Config) -> None:
-    _scores(spark, cfg)
     (_log(cfg, "scores") / f"{1:020d}.json").unlink()
     (_log(cfg, "scores") / f".{1:020d}.crc.crc").unlink(missing_ok=True)
     with pytest.raises(StorageError, match=r"version\(s\) 1 of 0\.\.2"):
@@ -90,7 +99,6 @@ def test_deleted_middle_entry_is_a_gap(spark: SparkSession, cfg: Config) -> None
 
 
 def test_no_log_at_all_with_data_files(spark: SparkSession, cfg: Config) -> None:
-    io.replace_dates(_rows(spark, D1, 3), cfg, "scores", [D1])
     shutil.rmtree(_log(cfg, "scores"))
     with pytest.raises(StorageError, match="data files but the Delta log"):
         io.overwrite(_rows(spark, D2, 1), cfg, "scores")
@@ -100,18 +108,17 @@ def test_no_log_at_all_with_data_files(spark: SparkSession, cfg: Config) -> None
 
 
 def test_corrupt_entry_is_unreadable(spark: SparkSession, cfg: Config) -> None:
-    _scores(spark, cfg)
     (_log(cfg, "scores") / f"{2:020d}.json").write_text('{"add": {"path": "x.parq')
     health = io.table_health(spark, io.table_path(cfg, "scores"), "transactions.scores")
     assert health.state == io.BROKEN and health.problem.startswith("Delta log unreadable")
 
 
 def test_healthy_and_absent(spark: SparkSession, cfg: Config) -> None:
-    path = io.table_path(cfg, "scores")
+    path = io.table_path(cfg, "labels")
     assert io.table_health(spark, path, "s").state == io.ABSENT
     Path(path).mkdir(parents=True)  # an empty directory holds no rows to lose
     assert io.table_health(spark, path, "s").state == io.ABSENT
-    _scores(spark, cfg)
+    path = io.table_path(cfg, "scores")
     health = io.table_health(spark, path, "s")
     assert (health.state, health.version) == (io.OK, 2)
     assert io.read_table(spark, cfg, "scores").count() == 3 + 4 + 5
@@ -127,8 +134,6 @@ def _argv(cfg: Config, *extra: str) -> list[str]:
 def test_maintain_check_reports_every_table(
     spark: SparkSession, cfg: Config, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _scores(spark, cfg)
-    io.replace_dates(_rows(spark, D1, 2), cfg, "alerts", [D1])
     assert maintain.main([*_argv(cfg), "--check"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out == [

@@ -133,9 +133,7 @@ def field_reasons(
             .replace(tzinfo=None)
         )
         out.append(
-            _reason(
-                present & F.trim(raw.cast("string")).rlike(TRUNCATED_TS), f"truncated:{name}"
-            )
+            _reason(present & F.trim(raw.cast("string")).rlike(TRUNCATED_TS), f"truncated:{name}")
         )
         # Literals as UTC wall-clock strings: the session zone is UTC (session.py).
         as_ts = typed.cast("timestamp")

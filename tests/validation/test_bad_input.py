@@ -29,7 +29,7 @@ from tests.validation.test_bad_inputs import test_classification as classify_cas
 
 DAY = "2024-01-02"
 JSON_LINES = "".join(
-    json.dumps(dict(zip(HEADER.split(","), line.split(",")))) + "\n" for line in GOOD
+    json.dumps(dict(zip(HEADER.split(","), line.split(","), strict=True))) + "\n" for line in GOOD
 ).encode()
 
 CASES = [
@@ -140,8 +140,7 @@ def test_pandas_nanosecond_parquet(spark: SparkSession, tmp_path: Path) -> None:
     summary = validate(spark, cfg, ctx(DAY))
     assert (summary.validated, summary.quarantined) == (3, 0)
     got = {
-        r["transaction_id"]: r["event_ts"]
-        for r in io.read_table(spark, cfg, "validated").collect()
+        r["transaction_id"]: r["event_ts"] for r in io.read_table(spark, cfg, "validated").collect()
     }
     # Spark keeps microseconds: the nanosecond digits are truncated.
     assert got == {
