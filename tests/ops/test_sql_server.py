@@ -204,5 +204,5 @@ def test_direct_file_queries_are_refused(server: str, tmp_path: Path) -> None:
     """Issue 26, defect 12: any client could read any file of the server's user."""
     secret = tmp_path / "secret.txt"
     secret.write_text("do not serve me\n")
-    with pytest.raises(SetupError, match="TABLE_OR_VIEW_NOT_FOUND|cannot be found"):
+    with pytest.raises(SetupError, match=r"TABLE_OR_VIEW_NOT_FOUND|cannot be found"):
         sqlserver.beeline(server, f"SELECT * FROM text.`file://{secret}`;")
