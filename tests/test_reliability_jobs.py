@@ -75,7 +75,6 @@ def test_training_registers_all_models_or_none(
     (second,) = train.run(spark, forced, RunContext("train", None))
     rows = {r["version"]: r["status"] for r in io.read_table(spark, one, "models").collect()}
     assert rows == {first.version: "archived", second.version: "production"}
-    history = io.read_table(spark, one, "models")  # noqa: F841 (table readable)
     from delta.tables import DeltaTable
 
     ops = [
@@ -85,6 +84,10 @@ def test_training_registers_all_models_or_none(
     assert ops == ["MERGE", "WRITE"], "one commit per training run"
 
 
+def _write_original(root: Path) -> None:
+    (root / "model.pkl").write_text("original")
+
+
 def test_copied_lakehouse_uses_its_own_artifacts(
     spark: SparkSession, make_cfg: Callable[..., Config], tmp_path: Path
 ) -> None:
@@ -92,7 +95,7 @@ def test_copied_lakehouse_uses_its_own_artifacts(
     original = make_cfg("transactions")
     models.register_artifact(
         spark, original, detector="zscore", version="v1", params={}, features=["a"],
-        metrics={}, write=lambda root: (root / "model.pkl").write_text("original"),
+        metrics={}, write=_write_original,
         lineage=models.Lineage("fr", "transactions.features", 0, ""),
     )  # fmt: skip
     copy_root = tmp_path / "copy"
@@ -131,7 +134,7 @@ def test_driver_binds_to_loopback_by_default(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_live_driver_listens_on_loopback_only(spark: SparkSession) -> None:
-    port = int(spark.conf.get("spark.driver.port"))
+    port = int(str(spark.conf.get("spark.driver.port")))
     listening = []
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in Path(table).read_text().splitlines()[1:]:
