@@ -52,12 +52,18 @@ class Upkeep:
 
 def run(spark: SparkSession, cfg: Config, ctx: RunContext) -> list[Upkeep]:
     settings = cfg.maintenance
-    # Compaction commits too: on a table with a gap in its log it would commit over it.
-    broken = [h.describe() for h in maintenance.check_tables(spark, cfg) if h.state == io.BROKEN]
-    if broken:
-        raise StorageError(broken[0])
     # Before any table is touched: a retention Delta will refuse fails the run at once.
     maintenance.check_retention(spark, settings.vacuum_retention_hours)
+    # So does a Delta table whose log has a gap or cannot be replayed: its compaction
+    # would commit over the gap. A directory with no log at all (an export, or a lost
+    # log) is never compacted; --check reports it.
+    broken = [
+        h.describe()
+        for h in maintenance.check_tables(spark, cfg)
+        if h.state == io.BROKEN and h.logged and h.name.split(".", 1)[1] not in settings.skip
+    ]
+    if broken:
+        raise StorageError(broken[0])
     dates = [ctx.date] if ctx.date else None
     listing = settings.vacuum_listing_parallelism or 4 * spark.sparkContext.defaultParallelism
     done: list[Upkeep] = []

@@ -69,6 +69,7 @@ class TableHealth:
     state: str  # OK, ABSENT or BROKEN
     problem: str = ""
     version: int = -1  # the latest version of a healthy table
+    logged: bool = False  # the directory has Delta log entries (even if broken)
 
     def describe(self) -> str:
         if self.state == BROKEN:
@@ -143,7 +144,7 @@ def table_health(spark: SparkSession, path: str, name: str, *, read: bool = True
         return TableHealth(
             name, path, BROKEN,
             f"Delta log entries missing for version(s) {listed} of 0..{latest} "
-            f"({LOG_DIR}/{missing[0]:020d}.json)",
+            f"({LOG_DIR}/{missing[0]:020d}.json)", logged=True,
         )  # fmt: skip
     if read:
         from delta.tables import DeltaTable
@@ -153,9 +154,12 @@ def table_health(spark: SparkSession, path: str, name: str, *, read: bool = True
             spark.read.format("delta").load(path).schema  # noqa: B018 (replays the log)
         except Exception as exc:  # Py4J and Spark analysis errors alike: report, not raise
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            return TableHealth(name, path, BROKEN, f"Delta log unreadable ({first[:300]})")
-        return TableHealth(name, path, OK, version=int(row[0]) if row is not None else -1)
-    return TableHealth(name, path, OK, version=latest)
+            return TableHealth(
+                name, path, BROKEN, f"Delta log unreadable ({first[:300]})", logged=True
+            )
+        version = int(row[0]) if row is not None else -1
+        return TableHealth(name, path, OK, version=version, logged=True)
+    return TableHealth(name, path, OK, version=latest, logged=True)
 
 
 def ensure_writable(spark: SparkSession, cfg: Config, table: str) -> None:
