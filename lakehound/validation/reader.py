@@ -78,8 +78,6 @@ class RawInput:
     df: DataFrame
     drift: list[SchemaDrift] = field(default_factory=list)
     files: int = 0
-    # Input entries that could not be read at all (broken symlinks), skipped with a warning.
-    skipped: list[str] = field(default_factory=list)
 
 
 def _jvm_fs(spark: SparkSession, path: str) -> tuple[Any, Any]:
@@ -373,8 +371,7 @@ def read_raw(
 ) -> RawInput:
     """Read the run's raw input as strings, capturing malformed records and drift."""
     paths = io.input_paths(settings, dates)
-    skipped = broken_links(paths)
-    _warn_skipped(skipped)
+    _warn_skipped(broken_links(paths))
     if settings.format in ("parquet", "delta"):
         raw = _read_native(spark, settings, contract, paths)
     else:
@@ -386,7 +383,6 @@ def read_raw(
         else:
             raw = _read_text(spark, settings, contract, files)
     raw.df = adapters.derive(contract, raw.df)
-    raw.skipped = skipped
     return raw
 
 
