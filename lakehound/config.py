@@ -129,6 +129,10 @@ class ValidationSettings(_Model):
     # How the classified rows are kept between the writes and GX: memory spills to disk.
     persist: Literal["memory_and_disk", "disk_only"] = "memory_and_disk"
     data_docs: bool = True
+    # A dated run also quarantines (reason "duplicate") a valid row whose key the
+    # validated table already holds on one of the previous dedup_days dates, so
+    # nightly per-date runs keep a key once as a run over all dates does. 0: off.
+    dedup_days: int = Field(7, ge=0)
 
     @field_validator("min_event_ts")
     @classmethod
