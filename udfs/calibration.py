@@ -51,24 +51,25 @@ class Tail:
         return np.log1p(self.shape * y) / self.shape
 
 
-def fit_tail(quantiles: np.ndarray) -> Tail:
-    """Method-of-moments GPD fit to the quantiles above ``FIT_START`` (Hosking and
+def fit_tail(threshold: float, excess: np.ndarray, span: float) -> Tail:
+    """Method-of-moments GPD fit to the excesses over ``threshold`` (Hosking and
     Wallis 1987): shape ``(1 - m^2 / v) / 2``, scale ``m (m^2 / v + 1) / 2``."""
-    u = float(quantiles[FIT_START])
-    y = quantiles[FIT_START:] - u
-    m, v = float(y.mean()), float(y.var())
+    m, v = (float(excess.mean()), float(excess.var())) if excess.size else (0.0, 0.0)
     if m <= 0.0:
         # A flat training tail (e.g. a saturated score): any scale orders the scores
         # beyond it; 1% of the score range (or of its magnitude) keeps it readable.
-        span = float(quantiles[-1] - quantiles[0]) or abs(float(quantiles[-1]))
-        return Tail(u, 0.01 * span if span > 0 else 1.0, 0.0)
+        return Tail(threshold, 0.01 * span if span > 0 else 1.0, 0.0)
     shape = 0.5 * (1.0 - m * m / v) if v > 0 else 0.0
     if shape <= 0.0:
         # Lighter than exponential: the exponential tail (scale = mean excess) is
         # the bounded-shape fit.
-        return Tail(u, m, 0.0)
+        return Tail(threshold, m, 0.0)
     shape = min(shape, MAX_SHAPE)
-    return Tail(u, 0.5 * m * (m * m / v + 1.0), shape)
+    return Tail(threshold, 0.5 * m * (m * m / v + 1.0), shape)
+
+
+def _span(q: np.ndarray) -> float:
+    return float(q[-1] - q[0]) or abs(float(q[-1]))
 
 
 class Calibrator:
@@ -80,12 +81,20 @@ class Calibrator:
         if s.size == 0:
             raise ValueError("cannot calibrate on zero finite training scores")
         self.quantiles_ = np.quantile(s, GRID)
+        u = float(self.quantiles_[FIT_START])
+        self.tail_ = fit_tail(u, s[s > u] - u, _span(self.quantiles_))
         return self
 
     def tail(self) -> Tail:
-        # Derived from the stored quantiles alone, so a bundle pickled before the
-        # tail existed calibrates the same way as a new one.
-        return fit_tail(self.quantiles_)
+        tail = getattr(self, "tail_", None)
+        if tail is None:
+            # A calibrator pickled before the tail existed: fitted on the midpoints
+            # of its stored top quantiles (each stands for 0.1% of the training rows).
+            q = self.quantiles_
+            u = float(q[FIT_START])
+            mid = 0.5 * (q[FIT_START:-1] + q[FIT_START + 1 :]) - u
+            tail = fit_tail(u, mid, _span(q))
+        return tail
 
     def severity(self, raw: np.ndarray) -> np.ndarray:
         raw = np.asarray(raw, dtype=np.float64)
