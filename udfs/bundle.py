@@ -2,7 +2,8 @@
 
 The bundle is the unit that is trained, checksummed, registered and shipped to
 Python workers: the detector, its feature order, the NaN policy's fill values, the
-calibrator that maps raw scores to severity 0-100 and the fitted threshold.
+calibrator that maps raw scores to severity 0-100, the fitted threshold and, for
+detectors explained by KernelSHAP, a small background of training rows.
 """
 
 from __future__ import annotations
@@ -12,9 +13,13 @@ from typing import Any
 
 import numpy as np
 
+from udfs import explain
 from udfs.calibration import Calibrator, Threshold
 from udfs.detectors.base import Detector
 from udfs.detectors.registry import create
+
+# Attribution methods by code: the pandas UDF ships the code, the JVM the name.
+METHODS = [explain.TREE_SHAP, explain.KERNEL_SHAP, explain.MAX_Z_SHAPLEY, explain.PCA_SHAPLEY]
 
 
 @dataclass
@@ -22,8 +27,11 @@ class ScoredBatch:
     raw: np.ndarray
     severity: np.ndarray
     is_anomaly: np.ndarray
-    # Per row: (feature name, feature value, contribution), strongest first.
+    # Per row: (feature name, feature value, contribution in severity points),
+    # strongest first; flagged rows only.
     explanation: list[list[tuple[str, float, float]]]
+    # The attribution method of the explanations ("" when no row was explained).
+    method: str = ""
 
 
 @dataclass
@@ -31,13 +39,27 @@ class ScoredArrays:
     """A scored batch as arrays; explanation slot ``s`` of row ``i`` is
     ``(features[feature[i, s]], contribution[i, s])``, strongest first, and absent
     where ``feature[i, s] == -1`` (unflagged rows have none). The feature's value is
-    the caller's input ``X[i, feature[i, s]]``."""
+    the caller's input ``X[i, feature[i, s]]``; ``method`` is the attribution
+    method's index in :data:`METHODS` (-1 for none)."""
 
     raw: np.ndarray
     severity: np.ndarray
     is_anomaly: np.ndarray
     feature: np.ndarray
     contribution: np.ndarray
+    method: int = -1
+
+
+@dataclass
+class Explained:
+    """Attributions of every feature of some rows, in severity points: each row's
+    ``parts`` sum to ``severity - base_severity``."""
+
+    method: str
+    parts: np.ndarray
+    severity: np.ndarray
+    base_severity: np.ndarray
+    attribution: explain.Attribution
 
 
 @dataclass
@@ -53,6 +75,10 @@ class ModelBundle:
     fill_values: np.ndarray
     version: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
+    # KernelSHAP background: k-means centres of the training rows and their weights
+    # (None for detectors explained another way, and in bundles made before it).
+    background: np.ndarray | None = None
+    background_weights: np.ndarray | None = None
 
     @classmethod
     def fit(
@@ -75,6 +101,9 @@ class ModelBundle:
         train_scores = detector.score(X)
         calibrator = Calibrator().fit(train_scores)
         cut = float(threshold.fit(train_scores))
+        bg: tuple[np.ndarray | None, np.ndarray | None] = (None, None)
+        if explain.method_of(detector) == explain.KERNEL_SHAP and not detector.sequential:
+            bg = explain.background(X)
         return cls(
             detector_name=detector_name,
             features=list(features),
@@ -87,6 +116,8 @@ class ModelBundle:
                 "train_rows": float(X.shape[0]),
                 "train_anomaly_rate": float(np.mean(train_scores >= cut)),
             },
+            background=bg[0],
+            background_weights=bg[1],
         )
 
     def score(self, X: np.ndarray, top_k: int = 3) -> ScoredBatch:
@@ -106,6 +137,7 @@ class ModelBundle:
             severity=arrays.severity,
             is_anomaly=arrays.is_anomaly,
             explanation=explanation,
+            method=METHODS[arrays.method] if arrays.method >= 0 else "",
         )
 
     def score_arrays(self, X: np.ndarray, top_k: int = 3) -> ScoredArrays:
@@ -115,40 +147,55 @@ class ModelBundle:
             _impute(np.asarray(X, dtype=np.float64), self.fill_values), top_k
         )
 
+    def explain(self, X: np.ndarray, rows: np.ndarray | None = None) -> Explained:
+        """Attributions of every feature of ``X[rows]`` (all rows by default),
+        flagged or not, in severity points."""
+        X = _impute(np.asarray(X, dtype=np.float64), self.fill_values)
+        rows = np.arange(X.shape[0]) if rows is None else np.asarray(rows, dtype=np.intp)
+        raw = np.asarray(self.detector.score(X), dtype=np.float64)
+        return self._explain(X, rows, raw[rows])
+
+    def _explain(self, X: np.ndarray, rows: np.ndarray, raw: np.ndarray) -> Explained:
+        bg = None
+        if self.background is not None:
+            weights = self.background_weights
+            bg = (self.background, np.ones(len(self.background)) if weights is None else weights)
+        elif explain.method_of(self.detector) == explain.KERNEL_SHAP:
+            # A bundle without a background (made before it, or built by hand): the
+            # training medians, one row, are the reference.
+            bg = (self.fill_values[None, :], np.ones(1))
+        att = explain.attribute(self.detector, X, rows, raw, bg)
+        severity = np.asarray(self.calibrator.severity(raw), dtype=np.float64)
+        base = np.asarray(self.calibrator.severity(att.base_raw), dtype=np.float64)
+        parts = explain.to_severity(att, severity, base)
+        return Explained(att.method, parts, severity, base, att)
+
     def _score_imputed(self, X: np.ndarray, top_k: int) -> ScoredArrays:
         n = X.shape[0]
-        combined = getattr(self.detector, "score_and_explain", None)
-        if combined is not None:
-            # Isolation Forest: one walk of the trees gives scores and the leaves the
-            # attributions of the flagged rows need.
-            raw, feature, contribution = combined(X, self.threshold, top_k)
-            raw = np.asarray(raw, dtype=np.float64)
-        else:
-            raw = np.asarray(self.detector.score(X), dtype=np.float64)
-            feature = np.empty((n, 0), dtype=np.int64)
-            contribution = np.empty((n, 0))
+        raw = np.asarray(self.detector.score(X), dtype=np.float64)
         if raw.shape != (n,):
             raise ValueError(f"{self.detector_name} returned {raw.shape} scores for {n} rows")
         is_anom = raw >= self.threshold
-        if combined is None:
-            # Explanations are only computed for flagged rows: they are for analysts,
-            # and path attributions cost far more than scoring.
-            flagged = np.flatnonzero(is_anom)
-            if flagged.size and hasattr(self.detector, "explain"):
-                expl = self.detector.explain(X[flagged], top_k=top_k)
-                width = max((len(items) for items in expl), default=0)
-                feature = np.full((n, width), -1, dtype=np.int64)
-                contribution = np.full((n, width), np.nan)
-                for row, items in zip(flagged, expl, strict=True):
-                    for slot, (j, c) in enumerate(items):
-                        feature[row, slot] = j
-                        contribution[row, slot] = c
+        k = min(max(int(top_k), 0), X.shape[1])
+        feature = np.full((n, k), -1, dtype=np.int64)
+        contribution = np.full((n, k), np.nan)
+        method = -1
+        # Explanations are only computed for flagged rows: they are for analysts,
+        # and attributions cost far more than scoring.
+        flagged = np.flatnonzero(is_anom)
+        if flagged.size and k:
+            ex = self._explain(X, flagged, raw[flagged])
+            idx, vals = explain.top_k(ex.parts, k)
+            feature[flagged] = idx
+            contribution[flagged] = vals
+            method = METHODS.index(ex.method)
         return ScoredArrays(
             raw=raw,
             severity=np.asarray(self.calibrator.severity(raw), dtype=np.float64),
             is_anomaly=is_anom,
             feature=feature,
             contribution=contribution,
+            method=method,
         )
 
 
