@@ -75,9 +75,10 @@ def test_rendered_report_shows_attribution_bars(
     img = _screenshot(page, tmp_path / "report.png")
     red = np.all(np.abs(img.astype(int) - [0xD6, 0x27, 0x28]) <= 8, axis=2)
     blue = np.all(np.abs(img.astype(int) - [0x1F, 0x77, 0xB4]) <= 8, axis=2)
-    # Two bar charts (the alert's, the detector's importance), each with a red bar of
-    # about 95 x 12 px and a blue one a quarter of its length.
-    assert red.sum() > 2 * 60 * 10
-    assert blue.sum() > 2 * 15 * 10
+    # Two bar charts: the alert's (amount 71 px to the right of a centred axis, hour a
+    # quarter of that to the left, bars 12 px high) and the detector's importance
+    # (mean |part|, both red, amount 202 px wide).
+    assert blue.sum() > 15 * 10
+    assert red.sum() > (71 + 202) * 10
     rows = np.flatnonzero(red.any(axis=1))
     assert rows.max() - rows.min() > 30, "the two charts should sit apart"
