@@ -123,7 +123,10 @@ def score_column(
     inputs = [F.col(c).cast("double") for c in features]
     s = _score(F.struct(*inputs))
     names, values = F.array(*[F.lit(c) for c in features]), F.array(*inputs)
-    method = F.element_at(F.array(*[F.lit(m) for m in METHODS]), s["method"] + 1)
+    # element_at(.., 0) raises: a batch without a flagged row ships -1.
+    method = F.when(
+        s["method"] >= 0, F.element_at(F.array(*[F.lit(m) for m in METHODS]), s["method"] + 1)
+    )
 
     def pick(arr: Column, i: int) -> Column:
         # element_at is 1-based; index -1 (no explanation in the slot) gives null.
