@@ -147,3 +147,13 @@ def test_ensemble_parts_add_up_and_name_the_planted_feature(
     clear = alerted[np.all([_clear(e.attribution.phi)[alerted] for e in explained.values()], 0)]
     assert len(clear) >= 0.9 * len(alerted)
     np.testing.assert_allclose(parts[clear].sum(axis=1), (severity - base)[clear], atol=1e-6)
+
+
+def test_scores_alone_compute_no_attribution() -> None:
+    bundle = ModelBundle.fit("zscore", {}, FEATURES, TRAIN, Threshold("static", 4.0))
+    scored = bundle.score(TEST)
+    assert scored.is_anomaly[:N_PLANTED].all()
+    assert "_explained" not in vars(scored)  # reading scores did not explain anything
+    assert scored.method == explain.MAX_Z_SHAPLEY
+    assert "_explained" in vars(scored)
+    assert FEATURES.index(scored.explanation[0][0][0]) == PLANTED[0]

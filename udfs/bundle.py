@@ -8,6 +8,8 @@ detectors explained by KernelSHAP, a small background of training rows.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,16 +24,34 @@ from udfs.detectors.registry import create
 METHODS = [explain.TREE_SHAP, explain.KERNEL_SHAP, explain.MAX_Z_SHAPLEY, explain.PCA_SHAPLEY]
 
 
-@dataclass
 class ScoredBatch:
-    raw: np.ndarray
-    severity: np.ndarray
-    is_anomaly: np.ndarray
-    # Per row: (feature name, feature value, contribution in severity points),
-    # strongest first; flagged rows only.
-    explanation: list[list[tuple[str, float, float]]]
-    # The attribution method of the explanations ("" when no row was explained).
-    method: str = ""
+    """Scores of a batch; ``explanation`` (per row: (feature name, feature value,
+    contribution in severity points), strongest first, flagged rows only) and
+    ``method`` (its attribution method, "" when no row was explained) are computed
+    on first access: callers that only read scores (tuning, promotion checks) do
+    not pay for attributions."""
+
+    def __init__(
+        self,
+        raw: np.ndarray,
+        severity: np.ndarray,
+        is_anomaly: np.ndarray,
+        explain: Callable[[], tuple[list[list[tuple[str, float, float]]], str]],
+    ) -> None:
+        self.raw, self.severity, self.is_anomaly = raw, severity, is_anomaly
+        self._explain = explain
+
+    @functools.cached_property
+    def _explained(self) -> tuple[list[list[tuple[str, float, float]]], str]:
+        return self._explain()
+
+    @property
+    def explanation(self) -> list[list[tuple[str, float, float]]]:
+        return self._explained[0]
+
+    @property
+    def method(self) -> str:
+        return self._explained[1]
 
 
 @dataclass
@@ -122,23 +142,25 @@ class ModelBundle:
 
     def score(self, X: np.ndarray, top_k: int = 3) -> ScoredBatch:
         X = _impute(np.asarray(X, dtype=np.float64), self.fill_values)
-        arrays = self._score_imputed(X, top_k)
-        explanation: list[list[tuple[str, float, float]]] = [[] for _ in range(X.shape[0])]
-        # Only flagged rows have an explanation: a Python list per flagged row, nothing
-        # per unflagged row.
-        for row in np.flatnonzero(arrays.feature[:, 0] >= 0) if arrays.feature.shape[1] else []:
-            explanation[row] = [
-                (self.features[j], float(X[row, j]), float(c))
-                for j, c in zip(arrays.feature[row], arrays.contribution[row], strict=True)
-                if j >= 0
-            ]
-        return ScoredBatch(
-            raw=arrays.raw,
-            severity=arrays.severity,
-            is_anomaly=arrays.is_anomaly,
-            explanation=explanation,
-            method=METHODS[arrays.method] if arrays.method >= 0 else "",
-        )
+        arrays = self._score_imputed(X, 0)
+
+        def explain_flagged() -> tuple[list[list[tuple[str, float, float]]], str]:
+            explanation: list[list[tuple[str, float, float]]] = [[] for _ in range(X.shape[0])]
+            flagged = np.flatnonzero(arrays.is_anomaly)
+            k = min(max(int(top_k), 0), X.shape[1])
+            if not flagged.size or not k:
+                return explanation, ""
+            ex = self._explain(X, flagged, arrays.raw[flagged])
+            idx, vals = explain.top_k(ex.parts, k)
+            # A Python list per flagged row, nothing per unflagged row.
+            for row, js, cs in zip(flagged, idx, vals, strict=True):
+                explanation[row] = [
+                    (self.features[j], float(X[row, j]), float(c))
+                    for j, c in zip(js, cs, strict=True)
+                ]
+            return explanation, ex.method
+
+        return ScoredBatch(arrays.raw, arrays.severity, arrays.is_anomaly, explain_flagged)
 
     def score_arrays(self, X: np.ndarray, top_k: int = 3) -> ScoredArrays:
         """:meth:`score` as flat numpy arrays, no Python object per row: what the
