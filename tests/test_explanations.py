@@ -157,3 +157,15 @@ def test_scores_alone_compute_no_attribution() -> None:
     assert scored.method == explain.MAX_Z_SHAPLEY
     assert "_explained" in vars(scored)
     assert FEATURES.index(scored.explanation[0][0][0]) == PLANTED[0]
+
+
+def test_series_detector_without_z_alerts_without_explanation() -> None:
+    # gesd scores a row from the rows around it: no single-row attribution exists.
+    bundle = ModelBundle.fit("gesd", {}, FEATURES, TRAIN, Threshold("contamination", 0.02))
+    scored = bundle.score(TEST)
+    assert scored.is_anomaly.any()
+    assert scored.method == "" and all(e == [] for e in scored.explanation)
+    arrays = bundle.score_arrays(TEST)
+    assert arrays.method == -1 and np.all(arrays.feature == -1)
+    with pytest.raises(ValueError, match="gesd scores rows in sequence"):
+        bundle.explain(TEST)

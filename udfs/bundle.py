@@ -151,6 +151,8 @@ class ModelBundle:
             if not flagged.size or not k:
                 return explanation, ""
             ex = self._explain(X, flagged, arrays.raw[flagged])
+            if ex is None:
+                return explanation, ""
             idx, vals = explain.top_k(ex.parts, k)
             # A Python list per flagged row, nothing per unflagged row.
             for row, js, cs in zip(flagged, idx, vals, strict=True):
@@ -175,9 +177,15 @@ class ModelBundle:
         X = _impute(np.asarray(X, dtype=np.float64), self.fill_values)
         rows = np.arange(X.shape[0]) if rows is None else np.asarray(rows, dtype=np.intp)
         raw = np.asarray(self.detector.score(X), dtype=np.float64)
-        return self._explain(X, rows, raw[rows])
+        ex = self._explain(X, rows, raw[rows])
+        if ex is None:
+            raise ValueError(
+                f"{self.detector_name} scores rows in sequence and has no per-feature z: "
+                "no attribution of a single row"
+            )
+        return ex
 
-    def _explain(self, X: np.ndarray, rows: np.ndarray, raw: np.ndarray) -> Explained:
+    def _explain(self, X: np.ndarray, rows: np.ndarray, raw: np.ndarray) -> Explained | None:
         bg = None
         if self.background is not None:
             weights = self.background_weights
@@ -187,6 +195,8 @@ class ModelBundle:
             # training medians, one row, are the reference.
             bg = (self.fill_values[None, :], np.ones(1))
         att = explain.attribute(self.detector, X, rows, raw, bg)
+        if att is None:
+            return None
         severity = np.asarray(self.calibrator.severity(raw), dtype=np.float64)
         base = np.asarray(self.calibrator.severity(att.base_raw), dtype=np.float64)
         parts = explain.to_severity(att, severity, base)
@@ -205,8 +215,8 @@ class ModelBundle:
         # Explanations are only computed for flagged rows: they are for analysts,
         # and attributions cost far more than scoring.
         flagged = np.flatnonzero(is_anom)
-        if flagged.size and k:
-            ex = self._explain(X, flagged, raw[flagged])
+        ex = self._explain(X, flagged, raw[flagged]) if flagged.size and k else None
+        if ex is not None:
             idx, vals = explain.top_k(ex.parts, k)
             feature[flagged] = idx
             contribution[flagged] = vals

@@ -9,11 +9,12 @@ exact or standard for that detector:
 * ``max_z_shapley`` (z-score, robust z-score, the series residual and quantile
   detectors): the raw score is ``max_j |z_j|``, whose Shapley values (features
   leaving their centre one at a time) have a closed form;
-* ``pca_shapley`` (PCA): the raw score is the squared reconstruction error
-  ``z' M z`` of the standardised row (``M`` projects off the kept components), a
-  quadratic form whose exact Shapley values against the training mean are
-  ``z_j * r_j`` (``r = M z``, the residual): a feature's own squared residual plus
-  half of each interaction it takes part in;
+* ``pca_shapley`` (PCA): the raw score is a quadratic form ``u' A u`` of the
+  standardised row's deviation ``u`` from the training mean (``A`` = I for the
+  ``distance`` score, the inverse covariance for ``mahalanobis``, the projection
+  off the kept components for ``reconstruction``), whose exact Shapley values
+  against the training mean are ``u_j (A u)_j``: a feature's own term plus half of
+  each interaction it takes part in;
 * ``kernel_shap`` (every other detector): KernelSHAP of the ``shap`` package on
   the raw score against a small k-means background of the training rows, with a
   bounded number of coalitions.
@@ -91,7 +92,7 @@ def method_of(detector: Any) -> str:
     name = getattr(detector, "name", "")
     if name == "isolation_forest" and hasattr(detector, "model_"):
         return TREE_SHAP
-    if name == "pca" and hasattr(detector, "residual"):
+    if name == "pca" and (hasattr(detector, "contributions") or hasattr(detector, "residual")):
         return PCA_SHAPLEY
     if hasattr(detector, "z"):
         return MAX_Z_SHAPLEY
@@ -104,8 +105,10 @@ def attribute(
     rows: np.ndarray,
     raw: np.ndarray,
     bg: tuple[np.ndarray, np.ndarray] | None,
-) -> Attribution:
-    """Attribution of ``X[rows]`` (``raw``: their raw scores).
+) -> Attribution | None:
+    """Attribution of ``X[rows]`` (``raw``: their raw scores), or None for a series
+    detector without per-feature z (e.g. ``gesd``, ``likelihood``): its score of a row
+    depends on the rows before it, so no single row can be perturbed alone.
 
     ``X`` is the whole (imputed) batch: series detectors score a row from the rows
     before it, so their z is computed on the batch and then read at ``rows``.
@@ -126,10 +129,7 @@ def attribute(
             zero = np.zeros(len(rows))
             return Attribution(method, max_shapley(a), zero, a.max(axis=1, initial=0.0), zero)
     if getattr(detector, "sequential", False):
-        raise ValueError(
-            f"{type(detector).__name__} scores rows in sequence and has no per-feature z: "
-            "KernelSHAP cannot perturb one row alone"
-        )
+        return None
     return _kernel_shap(detector, X[rows], bg)
 
 
@@ -155,10 +155,17 @@ def max_shapley(a: np.ndarray) -> np.ndarray:
 
 
 def pca_shapley(detector: Any, X: np.ndarray) -> np.ndarray:
-    """``z_j * r_j``: exact Shapley values of the squared reconstruction error, with
-    ``z`` the row's standardised deviation from the training mean."""
-    z = (X - detector.mean_) / detector.std_ - detector.model_.mean_
-    return np.asarray(z * detector.residual(X), dtype=np.float64)
+    """``u_j (A u)_j``: exact Shapley values of the PCA score ``u' A u``, ``u`` the
+    row's standardised deviation from the training mean (see the module docstring)."""
+    u = (X - detector.mean_) / detector.std_ - detector.model_.mean_
+    mode = getattr(detector, "method", "reconstruction")
+    if mode == "distance":
+        return np.asarray(u * u, dtype=np.float64)
+    if mode == "mahalanobis":
+        # The detector's own terms are already u_j (C^-1 u)_j.
+        return np.asarray(detector.contributions(X), dtype=np.float64)
+    terms = getattr(detector, "contributions", None) or detector.residual
+    return np.asarray(u * terms(X), dtype=np.float64)
 
 
 def _tree_shap(detector: Any, X: np.ndarray) -> Attribution:

@@ -37,6 +37,9 @@ def test_probation_rows_follows_nab() -> None:
         ("holt_winters", {"period": 24}),
         ("robust_zscore", {}),
         ("lstm_quantile", {"context": 24, "epochs": 10}),
+        ("likelihood", {"base": "ewma", "long": 100, "base_params": {"alpha": 0.4}}),
+        ("cad_ose", {}),
+        ("seasonal_zscore", {"period": 24}),
     ],
 )
 def test_spark_matches_numpy_per_series(
