@@ -169,3 +169,16 @@ def test_series_detector_without_z_alerts_without_explanation() -> None:
     assert arrays.method == -1 and np.all(arrays.feature == -1)
     with pytest.raises(ValueError, match="gesd scores rows in sequence"):
         bundle.explain(TEST)
+
+
+@pytest.mark.parametrize("mode", ["distance", "mahalanobis", "reconstruction"])
+def test_pca_shapley_is_exact_for_every_pca_score(mode: str) -> None:
+    params = {"method": mode, "n_components": 2}
+    bundle = ModelBundle.fit("pca", params, FEATURES, TRAIN, Threshold("contamination", 0.02))
+    ex = bundle.explain(TEST, np.arange(N_PLANTED))
+    # No fallback to KernelSHAP: the closed form reproduced the detector's own score.
+    assert ex.method == explain.PCA_SHAPLEY
+    raw = bundle.detector.score(TEST[:N_PLANTED])
+    np.testing.assert_allclose(ex.attribution.phi.sum(axis=1), raw, rtol=1e-9)
+    top = np.argmax(ex.parts, axis=1)
+    assert np.mean(top == PLANTED) >= 0.9
