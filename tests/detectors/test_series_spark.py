@@ -37,10 +37,17 @@ def test_probation_rows_follows_nab() -> None:
         ("holt_winters", {"period": 24}),
         ("robust_zscore", {}),
         ("lstm_quantile", {"context": 24, "epochs": 10}),
-        # Without the spatial rule: the noise's new extremes would tie with the spike at 1.
+        # Without the spatial rule (the noise's new extremes would tie with the spike at
+        # 1) and without averaging (the EWMA's residual after the spike is large too).
         (
             "likelihood",
-            {"base": "ewma", "long": 100, "base_params": {"alpha": 0.4}, "spatial_tolerance": None},
+            {
+                "base": "ewma",
+                "base_params": {"alpha": 0.4},
+                "short": 1,
+                "long": 100,
+                "spatial_tolerance": None,
+            },
         ),
         ("seasonal_zscore", {"period": 24}),
     ],
