@@ -86,7 +86,7 @@ clean:
 	rm -rf lakehouse data spark-warehouse metastore_db derby.log dist build bench/out
 
 # --- Operating it (issue 8): Airflow venv, notebooks venv, Thrift SQL server ---
-.PHONY: airflow-setup notebooks-setup setup-ops test-ops notebooks sql sql-server-start sql-server-stop
+.PHONY: airflow-setup notebooks-setup chromium-setup setup-ops test-ops notebooks sql sql-server-start sql-server-stop
 
 # Airflow 3 and its Spark provider live in their own venv (the provider's pyspark
 # client conflicts with pyspark 3.5); pinned by scripts/airflow/constraints-*.txt.
@@ -100,7 +100,12 @@ notebooks-setup: .venv-notebooks/.installed
 
 # Both extra venvs, for the integration tests in tests/ops (about 40 s each from scratch);
 # `make test` creates them, so CI runs `airflow dags test` and the notebooks for real.
-setup-ops: airflow-setup notebooks-setup
+setup-ops: airflow-setup notebooks-setup chromium-setup
+
+# Headless Chromium from Debian's packages: the rendered-page checks (run report) use it.
+chromium-setup:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 test-ops: setup setup-ops
 	$(PY) -m pytest tests/ops -m 'integration or not integration'

@@ -199,7 +199,8 @@ def write(features: pd.DataFrame, scored: dict[str, Any], cfg: Config, out: Path
     parts = []
     for name, s in scored["members"].items():
         expl: list[Any] = [
-            [{"feature": f, "value": v, "contribution": c} for f, v, c in e] for e in s.explanation
+            [{"feature": f, "value": v, "contribution": c, "method": s.method} for f, v, c in e]
+            for e in s.explanation
         ]
         parts.append(
             keys.assign(

@@ -1,8 +1,9 @@
 """Quality benchmark: the detectors helper's ADBench / NAB report, plus PyOD peers.
 
 LakeHound's numbers come from :mod:`lakehound.quality.report` (owned by the detector
-work; called, not reimplemented). PyOD's IForest and ECOD run here on the same
-ADBench splits (70/30 stratified, seeds 0-2, same shuttle subsample) as peers; PyOD
+work; called, not reimplemented). PyOD's IForest, ECOD, PCA and LOF run here on the same
+ADBench splits (70/30 stratified, seeds 0-2, same shuttle subsample, min-max scaled as
+ADBench does), and PCA and LOF too, as peers; PyOD
 is an optional dev dependency, imported lazily, and its rows are skipped if absent.
 The real BGL log and card transactions (``bgl``, ``cardtx``) come from
 :mod:`bench.quality_real`; they need a JVM, so a smoke run skips them.
@@ -26,8 +27,12 @@ def pyod_peers(
     try:
         from pyod.models.ecod import ECOD
         from pyod.models.iforest import IForest
+        from pyod.models.lof import LOF
+        from pyod.models.pca import PCA
     except ImportError:
         return None
+    from sklearn.preprocessing import MinMaxScaler
+
     from lakehound.quality import adbench
 
     out = []
@@ -36,11 +41,21 @@ def pyod_peers(
         acc: dict[str, list[tuple[float, float]]] = {}
         for seed in seeds:
             Xtr, Xte, _, yte = train_test_split(X, y, test_size=0.3, stratify=y, random_state=seed)
+            # ADBench min-max scales on the training split before every detector (the
+            # forest and ECOD are unaffected; LOF's neighbourhoods are).
+            mm = MinMaxScaler().fit(Xtr)
+            Xtr, Xte = mm.transform(Xtr), mm.transform(Xte)
             for name, make in {
                 "pyod_iforest": lambda s: IForest(random_state=s),
                 "pyod_ecod": lambda s: ECOD(),
+                "pyod_pca": lambda s: PCA(random_state=s),
+                "pyod_lof": lambda s: LOF(),
             }.items():
                 s = make(seed).fit(Xtr).decision_function(Xte)
+                if not np.isfinite(s).all():
+                    # PyOD's PCA divides by each axis' variance ratio: an exactly
+                    # collinear feature (cardio) gives a 0 ratio and infinite scores.
+                    continue
                 acc.setdefault(name, []).append(
                     (100 * roc_auc_score(yte, s), 100 * average_precision_score(yte, s))
                 )
@@ -48,7 +63,7 @@ def pyod_peers(
             roc, pr = np.mean(vals, axis=0)
             out.append(
                 {"dataset": ds, "detector": name, "roc_auc": float(roc), "pr_auc": float(pr),
-                 "seeds": len(seeds), "rows": len(y)}
+                 "seeds": len(vals), "rows": len(y)}
             )  # fmt: skip
     return out
 

@@ -2,6 +2,10 @@
 
     spark-submit jobs/maintain.py --config conf/transactions.yaml --date 2024-01-14
     python -m jobs.maintain --config conf/transactions.yaml [--set maintenance.skip=[scores]]
+    python -m jobs.maintain --config conf/transactions.yaml --check
+
+``--check`` only reports each table's health (one line per table: ok with its version,
+or broken with the problem) and exits 8 if any table is broken; it writes nothing.
 
 For every table under ``<lakehouse>/<dataset>`` (but ``maintenance.skip``): OPTIMIZE
 (bin-packing) of the ``--date`` partition of a table partitioned by ``event_date``, of
@@ -25,6 +29,7 @@ from pyspark.sql import SparkSession
 from lakehound import io, maintenance
 from lakehound.cli import RunContext, run_job
 from lakehound.config import Config
+from lakehound.errors import StorageError
 from lakehound.streaming.sinks import merge_upsert
 
 log = logging.getLogger("lakehound.maintain")
@@ -49,6 +54,16 @@ def run(spark: SparkSession, cfg: Config, ctx: RunContext) -> list[Upkeep]:
     settings = cfg.maintenance
     # Before any table is touched: a retention Delta will refuse fails the run at once.
     maintenance.check_retention(spark, settings.vacuum_retention_hours)
+    # So does a Delta table whose log has a gap or cannot be replayed: its compaction
+    # would commit over the gap. A directory with no log at all (an export, or a lost
+    # log) is never compacted; --check reports it.
+    broken = [
+        h.describe()
+        for h in maintenance.check_tables(spark, cfg)
+        if h.state == io.BROKEN and h.logged and h.name.split(".", 1)[1] not in settings.skip
+    ]
+    if broken:
+        raise StorageError(broken[0])
     dates = [ctx.date] if ctx.date else None
     listing = settings.vacuum_listing_parallelism or 4 * spark.sparkContext.defaultParallelism
     done: list[Upkeep] = []
@@ -89,8 +104,24 @@ def _record(spark: SparkSession, cfg: Config, ctx: RunContext, done: list[Upkeep
     merge_upsert(df, cfg, MAINTENANCE, ("table_name", "run_date"))
 
 
+def check(spark: SparkSession, cfg: Config, ctx: RunContext) -> list[io.TableHealth]:
+    """Print every table's health; StorageError (exit 8) if any is broken."""
+    report = maintenance.check_tables(spark, cfg)
+    for h in report:
+        what = f"version {h.version}" if h.state == io.OK else h.problem or "no table"
+        print(f"{h.state:6s} {h.name} {h.path}: {what}", flush=True)
+    broken = [h.name for h in report if h.state == io.BROKEN]
+    if broken:
+        raise StorageError(f"{len(broken)} of {len(report)} tables broken: {', '.join(broken)}")
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
-    return run_job("maintain", __doc__, run, argv)
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--check" in args:
+        args.remove("--check")
+        return run_job("maintain", __doc__, check, args)
+    return run_job("maintain", __doc__, run, args)
 
 
 if __name__ == "__main__":

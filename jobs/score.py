@@ -37,6 +37,15 @@ def run(spark: SparkSession, cfg: Config, ctx: RunContext) -> dict[str, int]:
     features = io.read_table(spark, cfg, "features")
     dates = run_dates(features, ctx.date, io.table_name(cfg, "features"))
     features = features.where(F.col(io.DATE_COL).isin(dates))
+    if ctx.date is not None and not features.limit(1).count():
+        from lakehound.errors import InputError
+
+        # As validate does for a missing input partition: "scored 0 events" and exit 0
+        # would let the DAG go on as if the date had been scored.
+        raise InputError(
+            f"no features for {ctx.date} in {io.table_name(cfg, 'features')} "
+            f"({io.table_path(cfg, 'features')}); run jobs.featurize for that date first"
+        )
     members = load_members(spark, cfg)
     with ctx.stage("score"):
         # Persisted so the UDFs run once for both outputs.

@@ -148,20 +148,25 @@ def run(spark: SparkSession, cfg: Config, ctx: RunContext) -> list[models.Regist
         positives = window.join(labels.where("y = 1"), "event_id", "left_semi").count()
         log.info("training window has %d labelled anomalies", positives)
     version = models.new_version()
-    registered = []
+    pending = []
     for det in cfg.scoring.detectors:
         cols = feature_list(cfg, det)
         with ctx.stage(f"train {det.id}"):
             if det.engine == "synapseml":
-                reg = _train_jvm(spark, cfg, det, cols, normal, lineage, version)
+                done = _train_jvm(spark, cfg, det, cols, normal, lineage, version)
             else:
                 bundle = _fit_python(cfg, det, cols, window, normal, labels, positives)
                 bundle.detector_name = det.id
                 bundle.version = version
-                reg = models.register(spark, cfg, bundle, lineage, _status(spark, cfg, det.id))
-        log.info("registered %s %s as %s", det.id, reg.version, reg.status)
-        registered.append(reg)
-    return registered
+                done = models.write_bundle(cfg, bundle, lineage, _status(spark, cfg, det.id))
+        pending.append(done)
+    # All of the run's models in one registry commit: a run killed or failing before
+    # it leaves only unreferenced artifact directories, never half an ensemble.
+    with ctx.stage("register"):
+        models.commit(spark, cfg, pending)
+    for p in pending:
+        log.info("registered %s %s as %s", p.model.detector, p.model.version, p.model.status)
+    return [p.model for p in pending]
 
 
 def _fit_python(
@@ -231,14 +236,13 @@ def _train_jvm(
     window: DataFrame,
     lineage: models.Lineage,
     version: str,
-) -> models.RegisteredModel:
+) -> models.PendingModel:
     """SynapseML Isolation Forest: fitted, calibrated and saved without leaving the JVM."""
     total = window.count()
     fraction = min(1.0, cfg.train.sample_rows / max(total, 1))
     train_df = window.sample(False, fraction, cfg.train.seed) if fraction < 1 else window
     model, meta = synapseml.fit(train_df, det.id, cols, det.params, det.threshold)
-    return models.register_artifact(
-        spark,
+    return models.write_artifact(
         cfg,
         detector=det.id,
         version=version,

@@ -103,6 +103,7 @@ def run_job(
     argv: list[str] | None = None,
 ) -> int:
     """Parse, load config, build the session, run, and map errors to exit codes."""
+    from lakehound.io import check_lakehouse_writable
     from lakehound.session import build_session
 
     setup_logging()
@@ -110,6 +111,9 @@ def run_job(
         args = parse_args(f"jobs.{job}", description, argv)
         cfg = load_config(args.config, args.overrides, args.env)
         ctx = RunContext(job=job, date=args.date)
+        # Before the session starts: an unwritable lakehouse is one line, not minutes
+        # of work ending in the first write's traceback.
+        check_lakehouse_writable(cfg)
         spark = build_session(cfg.spark, app_name=f"lakehound-{job}-{cfg.dataset}")
         run(spark, cfg, ctx)
     except LakeHoundError as exc:

@@ -129,12 +129,40 @@ class ValidationSettings(_Model):
     # How the classified rows are kept between the writes and GX: memory spills to disk.
     persist: Literal["memory_and_disk", "disk_only"] = "memory_and_disk"
     data_docs: bool = True
+    # A dated run also quarantines (reason "duplicate") a valid row whose key the
+    # validated table already holds on one of the previous dedup_days dates, so
+    # nightly per-date runs keep a key once as a run over all dates does. 0: off.
+    dedup_days: int = Field(7, ge=0)
 
     @field_validator("min_event_ts")
     @classmethod
     def _aware(cls, v: dt.datetime) -> dt.datetime:
         # A naive floor would be compared in the session zone; make UTC explicit.
         return v if v.tzinfo else v.replace(tzinfo=dt.UTC)
+
+
+class SessionSettings(_Model):
+    """Log sessions (``features.source: log_sessions``): lines grouped by a key found
+    in each line; see lakehound.features.sessions."""
+
+    # Regex searched in key_column; its group 1 (or the whole match) is the session key.
+    key_pattern: str
+    key_column: str = "message"
+    # A line's template is "rare" with fewer earlier lines than this.
+    rare_min_count: int = Field(10, ge=1)
+
+    @field_validator("key_pattern")
+    @classmethod
+    def _regex(cls, v: str) -> str:
+        import re
+
+        try:
+            groups = re.compile(v).groups
+        except re.error as exc:
+            raise ValueError(f"not a valid regex: {exc}") from None
+        if groups > 1:
+            raise ValueError(f"must have at most one group (the key), has {groups}")
+        return v
 
 
 class FeatureSettings(_Model):
@@ -148,6 +176,8 @@ class FeatureSettings(_Model):
     log_pattern: str = ""
     log_groups: dict[str, int] = Field(default_factory=dict)
     log_ts_format: str = ""
+    # Session windows instead of time windows (features.source: log_sessions).
+    sessions: SessionSettings | None = None
 
 
 class ThresholdSettings(_Model):

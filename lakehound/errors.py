@@ -52,6 +52,14 @@ class SetupError(LakeHoundError):
     exit_code = 7
 
 
+class StorageError(LakeHoundError):
+    """The lakehouse cannot be written safely: it is not writable, or a table directory
+    holds data files without a readable, continuous Delta log (writing would start a new
+    table over them and drop the rows they hold)."""
+
+    exit_code = 8
+
+
 EXIT_CODES: dict[str, int] = {
     cls.__name__: cls.exit_code
     for cls in (
@@ -62,5 +70,6 @@ EXIT_CODES: dict[str, int] = {
         ModelError,
         ReconciliationError,
         SetupError,
+        StorageError,
     )
 }

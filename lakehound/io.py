@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import re
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
 from lakehound.config import Config, InputSettings
-from lakehound.errors import InputError
+from lakehound.errors import InputError, StorageError
 
 DATE_COL = "event_date"
 T = TypeVar("T")
@@ -38,9 +41,153 @@ def table_name(cfg: Config, table: str) -> str:
 
 
 def table_exists(spark: SparkSession, cfg: Config, table: str) -> bool:
+    """True for a Delta table, False for no table at all; a broken table (data files
+    without a continuous Delta log) raises :class:`StorageError` instead of looking
+    absent, so no caller ever creates a new table over its files."""
     from delta.tables import DeltaTable
 
-    return bool(DeltaTable.isDeltaTable(spark, table_path(cfg, table)))
+    path = table_path(cfg, table)
+    health = table_health(spark, path, table_name(cfg, table), read=False)
+    if health.state == BROKEN:
+        raise StorageError(health.describe())
+    return health.state == OK and bool(DeltaTable.isDeltaTable(spark, path))
+
+
+OK, ABSENT, BROKEN = "ok", "absent", "broken"
+LOG_DIR = "_delta_log"
+_COMMIT = re.compile(r"^(\d{20})\.json$")
+_CRC = re.compile(r"^(\d{20})\.crc$")
+_CHECKPOINT = re.compile(r"^(\d{20})\.checkpoint(\..+)?\.(parquet|json)$")
+
+
+@dataclass(frozen=True)
+class TableHealth:
+    """What a table directory holds: a readable Delta table, nothing, or a broken one."""
+
+    name: str
+    path: str
+    state: str  # OK, ABSENT or BROKEN
+    problem: str = ""
+    version: int = -1  # the latest version of a healthy table
+    logged: bool = False  # the directory has Delta log entries (even if broken)
+
+    def describe(self) -> str:
+        if self.state == BROKEN:
+            return (
+                f"table {self.name} at {self.path}: {self.problem}; refusing to write "
+                "(see README, Reliability: recovering a table)"
+            )
+        if self.state == ABSENT:
+            return f"table {self.name} at {self.path}: absent"
+        return f"table {self.name} at {self.path}: ok, version {self.version}"
+
+
+def _hadoop_fs(spark: SparkSession, path: str) -> tuple[Any, Any]:
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None  # a live session always has a gateway
+    hpath = jvm.org.apache.hadoop.fs.Path(path)
+    return hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), hpath
+
+
+def _has_data_files(fs: Any, hpath: Any) -> bool:
+    """Any file outside hidden (``_``/``.``) directories: what Delta stores rows in."""
+    it = fs.listFiles(hpath, True)
+    prefix = str(hpath.toUri().getPath()).rstrip("/")
+    while it.hasNext():
+        full = str(it.next().getPath().toUri().getPath())
+        rel = full[len(prefix) :].strip("/").split("/") if full.startswith(prefix) else [full]
+        if not any(part.startswith(("_", ".")) for part in rel):
+            return True
+    return False
+
+
+def table_health(spark: SparkSession, path: str, name: str, *, read: bool = True) -> TableHealth:
+    """Check a table directory before anything is written to it.
+
+    Broken: data files without a ``_delta_log`` holding commits (the log was deleted,
+    or a first write was killed before it committed), or a gap in the log's versions
+    (a deleted entry after the latest checkpoint: Delta would silently take the
+    version before the gap as the latest and a write would commit over the gap), or,
+    with ``read``, a log Delta cannot replay (a corrupt entry). Listing only the log
+    is cheap; ``read`` also loads the snapshot.
+    """
+    fs, hpath = _hadoop_fs(spark, path)
+    if not fs.exists(hpath):
+        return TableHealth(name, path, ABSENT)
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    log_dir = jvm.org.apache.hadoop.fs.Path(hpath, LOG_DIR)
+    commits: set[int] = set()
+    others: set[int] = set()
+    checkpoints: set[int] = set()
+    if fs.exists(log_dir):
+        for status in fs.listStatus(log_dir):
+            fname = str(status.getPath().getName())
+            if m := _COMMIT.match(fname):
+                commits.add(int(m.group(1)))
+            elif m := _CHECKPOINT.match(fname):
+                checkpoints.add(int(m.group(1)))
+            elif m := _CRC.match(fname):
+                others.add(int(m.group(1)))
+    if not commits and not checkpoints and not others:
+        if not _has_data_files(fs, hpath):
+            return TableHealth(name, path, ABSENT)
+        what = "has no commit" if fs.exists(log_dir) else "is missing"
+        return TableHealth(name, path, BROKEN, f"data files but the Delta log ({LOG_DIR}) {what}")
+    # Entries before the latest checkpoint may be cleaned up by Delta's log retention;
+    # every later version must have its commit file.
+    start = max(checkpoints) + 1 if checkpoints else 0
+    latest = max(commits | others | checkpoints)
+    missing = [v for v in range(start, latest + 1) if v not in commits]
+    if missing:
+        listed = ", ".join(str(v) for v in missing[:5]) + (" ..." if len(missing) > 5 else "")
+        return TableHealth(
+            name, path, BROKEN,
+            f"Delta log entries missing for version(s) {listed} of 0..{latest} "
+            f"({LOG_DIR}/{missing[0]:020d}.json)", logged=True,
+        )  # fmt: skip
+    if read:
+        from delta.tables import DeltaTable
+
+        try:
+            row = DeltaTable.forPath(spark, path).history(1).select("version").first()
+            spark.read.format("delta").load(path).schema  # noqa: B018 (replays the log)
+        except Exception as exc:  # Py4J and Spark analysis errors alike: report, not raise
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            return TableHealth(
+                name, path, BROKEN, f"Delta log unreadable ({first[:300]})", logged=True
+            )
+        version = int(row[0]) if row is not None else -1
+        return TableHealth(name, path, OK, version=version, logged=True)
+    return TableHealth(name, path, OK, version=latest, logged=True)
+
+
+def ensure_writable(spark: SparkSession, cfg: Config, table: str) -> None:
+    """Refuse (:class:`StorageError`, exit 8) to write to a broken table."""
+    health = table_health(spark, table_path(cfg, table), table_name(cfg, table))
+    if health.state == BROKEN:
+        raise StorageError(health.describe())
+
+
+def check_lakehouse_writable(cfg: Config) -> None:
+    """Fail at start-up, before any work, when the lakehouse cannot be written.
+
+    Creates ``<lakehouse>/<dataset>`` and a probe file in it. Only for a local
+    lakehouse: object stores are checked by their first write.
+    """
+    if "://" in cfg.lakehouse:
+        return
+    root = Path(table_path(cfg, "x")).parent
+    probe = root / f".lakehound-write-probe-{os.getpid()}"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise StorageError(
+            f"lakehouse {root} is not writable ({exc.strerror or type(exc).__name__}: "
+            f"{exc.filename or root}); set lakehouse= to a writable directory"
+        ) from None
 
 
 def read_table(spark: SparkSession, cfg: Config, table: str) -> DataFrame:
@@ -104,6 +251,7 @@ def replace_dates(
     after the other commit would have had (``df`` is recomputed unless it is cached).
     """
     spark = df.sparkSession
+    ensure_writable(spark, cfg, table)
 
     def attempt() -> None:
         (
@@ -119,11 +267,13 @@ def replace_dates(
 
 
 def overwrite(df: DataFrame, cfg: Config, table: str) -> None:
+    ensure_writable(df.sparkSession, cfg, table)
     df.write.format("delta").mode("overwrite").save(table_path(cfg, table))
     register(df.sparkSession, cfg, table)
 
 
 def append(df: DataFrame, cfg: Config, table: str) -> None:
+    ensure_writable(df.sparkSession, cfg, table)
     df.write.format("delta").mode("append").save(table_path(cfg, table))
     register(df.sparkSession, cfg, table)
 

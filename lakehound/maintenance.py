@@ -66,6 +66,27 @@ def dataset_tables(spark: SparkSession, cfg: Config) -> list[str]:
     )  # fmt: skip
 
 
+def table_dirs(spark: SparkSession, cfg: Config) -> list[str]:
+    """Every table directory under ``<lakehouse>/<dataset>``, healthy or not, sorted."""
+    root = io.table_path(cfg, "").rstrip("/")
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    hpath = jvm.org.apache.hadoop.fs.Path(root)
+    fs = hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    if not fs.exists(hpath):
+        return []
+    names = [str(s.getPath().getName()) for s in fs.listStatus(hpath) if s.isDirectory()]
+    return sorted(n for n in names if not n.startswith(("_", ".")))
+
+
+def check_tables(spark: SparkSession, cfg: Config) -> list[io.TableHealth]:
+    """The health of every table directory of the dataset (listing and log replay)."""
+    return [
+        io.table_health(spark, io.table_path(cfg, t), io.table_name(cfg, t))
+        for t in table_dirs(spark, cfg)
+    ]
+
+
 def partition_columns(spark: SparkSession, path: str) -> list[str]:
     from delta.tables import DeltaTable
 

@@ -7,6 +7,10 @@ relative path and content) is recorded in ``<dataset>.models`` together with its
 lineage (feature list, feature-registry version, training table and its Delta
 version). Loading verifies the checksum first and refuses anything else, so
 nothing the registry does not vouch for is unpickled or loaded.
+
+The registry records an artifact's path relative to ``<lakehouse>/<dataset>``, so a
+copied or restored lakehouse loads (and checks) its own artifacts. A training run's
+models are recorded in one Delta commit: all of them or, after a crash, none.
 """
 
 from __future__ import annotations
@@ -123,8 +127,35 @@ class Lineage:
     training_dates: str
 
 
-def register_artifact(
-    spark: SparkSession,
+ARTIFACTS = "_models"
+
+
+def artifact_location(cfg: Config, stored: str) -> str:
+    """The artifact directory of a registry row, in this config's lakehouse.
+
+    Rows hold ``_models/<detector>/<version>``. Rows registered before paths were
+    relative hold an absolute path: its ``_models/...`` part is re-anchored here too,
+    so a copy of an older lakehouse never reads the original's artifacts.
+    """
+    marker = f"/{ARTIFACTS}/"
+    if stored.startswith(f"{ARTIFACTS}/"):
+        relative = stored
+    elif marker in stored:
+        relative = stored[stored.rindex(marker) + 1 :]
+    else:
+        return stored
+    return io.table_path(cfg, relative)
+
+
+@dataclass(frozen=True)
+class PendingModel:
+    """An artifact written and checksummed, its registry row not committed yet."""
+
+    row: Row
+    model: RegisteredModel
+
+
+def write_artifact(
     cfg: Config,
     *,
     detector: str,
@@ -135,15 +166,13 @@ def register_artifact(
     write: Callable[[Path], None],
     lineage: Lineage,
     status: str = "production",
-) -> RegisteredModel:
-    """Write an artifact directory with ``write``, checksum it, record it.
-
-    Registering a production model archives the previous production version of the
-    same detector; a candidate leaves production alone until it is promoted.
-    """
+) -> PendingModel:
+    """Write an artifact directory with ``write`` and checksum it; nothing is recorded
+    until :func:`commit` (an artifact without a registry row is never loaded)."""
     if status not in STATUSES:
         raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
-    root = Path(io.table_path(cfg, "_models")) / detector / version
+    relative = f"{ARTIFACTS}/{detector}/{version}"
+    root = Path(io.table_path(cfg, relative))
     root.mkdir(parents=True, exist_ok=True)
     write(root)
     sha = artifact_digest(root)
@@ -157,23 +186,82 @@ def register_artifact(
         training_table_version=lineage.training_table_version,
         training_dates=lineage.training_dates,
         metrics={k: float(v) for k, v in metrics.items()},
-        artifact_path=str(root),
+        artifact_path=relative,
         artifact_sha256=sha,
         status=status,
         created_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),
     )
-    if status == "production" and io.table_exists(spark, cfg, MODELS):
-        from delta.tables import DeltaTable
-
-        DeltaTable.forPath(spark, io.table_path(cfg, MODELS)).update(
-            (F.col("detector") == detector) & (F.col("status") == "production"),
-            {"status": F.lit("archived")},
-        )
-    io.append(spark.createDataFrame([row], MODELS_SCHEMA), cfg, MODELS)
-    return RegisteredModel(
+    model = RegisteredModel(
         version, detector, features, str(root), sha, status,
         feature_registry_version=lineage.feature_registry_version,
     )  # fmt: skip
+    return PendingModel(row, model)
+
+
+def commit(spark: SparkSession, cfg: Config, pending: list[PendingModel]) -> None:
+    """Record every pending model in one Delta commit: all of them or none.
+
+    Each production model archives the previous production version of its detector;
+    the archiving and the new rows are one MERGE, so no reader ever sees a detector
+    with two production versions, or with none, or half of a training run.
+    """
+    if not pending:
+        return
+    rows = spark.createDataFrame([p.row for p in pending], MODELS_SCHEMA)
+    if not io.table_exists(spark, cfg, MODELS):
+        io.append(rows, cfg, MODELS)
+        return
+    from delta.tables import DeltaTable
+
+    promoted = sorted({p.model.detector for p in pending if p.model.status == "production"})
+    # Source rows: the new rows to insert, plus one "archive" row per detector whose
+    # production row (in the target) is to be archived. One source row may update
+    # several target rows; no target row is matched twice.
+    inserts = rows.withColumn("_op", F.lit("insert"))
+    archives = spark.createDataFrame([(d,) for d in promoted], "detector string").withColumn(
+        "_op", F.lit("archive")
+    )
+    source = inserts.unionByName(archives, allowMissingColumns=True)
+    columns = [c.split()[0] for c in MODELS_SCHEMA.split(", ")]
+    (
+        DeltaTable.forPath(spark, io.table_path(cfg, MODELS))
+        .alias("t")
+        .merge(
+            source.alias("s"),
+            "s._op = 'archive' AND t.detector = s.detector AND t.status = 'production'",
+        )
+        .whenMatchedUpdate(set={"status": F.lit("archived")})
+        .whenNotMatchedInsert(
+            condition="s._op = 'insert'", values={c: F.col(f"s.{c}") for c in columns}
+        )
+        .execute()
+    )
+
+
+def register_artifact(
+    spark: SparkSession,
+    cfg: Config,
+    *,
+    detector: str,
+    version: str,
+    params: dict[str, Any],
+    features: list[str],
+    metrics: dict[str, float],
+    write: Callable[[Path], None],
+    lineage: Lineage,
+    status: str = "production",
+) -> RegisteredModel:
+    """Write an artifact directory with ``write``, checksum it, record it (one model).
+
+    Registering a production model archives the previous production version of the
+    same detector; a candidate leaves production alone until it is promoted.
+    """
+    pending = write_artifact(
+        cfg, detector=detector, version=version, params=params, features=features,
+        metrics=metrics, write=write, lineage=lineage, status=status,
+    )  # fmt: skip
+    commit(spark, cfg, [pending])
+    return pending.model
 
 
 def register(
@@ -181,9 +269,17 @@ def register(
     status: str = "production",
 ) -> RegisteredModel:  # fmt: skip
     """Register a Python :class:`ModelBundle` (pickled as ``model.pkl``)."""
+    pending = write_bundle(cfg, bundle, lineage, status)
+    commit(spark, cfg, [pending])
+    return pending.model
+
+
+def write_bundle(
+    cfg: Config, bundle: ModelBundle, lineage: Lineage, status: str = "production"
+) -> PendingModel:
+    """Write a Python :class:`ModelBundle`'s artifact; :func:`commit` records it."""
     payload = pickle.dumps(bundle, protocol=pickle.HIGHEST_PROTOCOL)
-    return register_artifact(
-        spark,
+    return write_artifact(
         cfg,
         detector=bundle.detector_name,
         version=bundle.version,
@@ -211,12 +307,12 @@ def resolve(
     if not rows:
         what = f"version {version}" if version else "a production version"
         raise ModelError(f"registry has no {what} of detector '{detector}'")
-    return _from_row(rows[0])
+    return _from_row(cfg, rows[0])
 
 
-def _from_row(r: Row) -> RegisteredModel:
+def _from_row(cfg: Config, r: Row) -> RegisteredModel:
     return RegisteredModel(
-        r["version"], r["detector"], list(r["features"]), r["artifact_path"],
+        r["version"], r["detector"], list(r["features"]), artifact_location(cfg, r["artifact_path"]),
         r["artifact_sha256"], r["status"], r["training_table"],
         int(r["training_table_version"]), r["training_dates"], dict(r["metrics"] or {}),
         r["feature_registry_version"] or "",
@@ -244,7 +340,7 @@ def candidates(spark: SparkSession, cfg: Config, detector: str) -> list[Register
         .orderBy(F.col("created_at").desc())
         .collect()
     )
-    return [_from_row(r) for r in rows]
+    return [_from_row(cfg, r) for r in rows]
 
 
 def set_status(spark: SparkSession, cfg: Config, detector: str, version: str, status: str) -> None:

@@ -2,8 +2,10 @@
 
 The report (``<lakehouse>/<dataset>/_reports/run-<first>_<last>.html``) holds the run's
 volumes (in / validated / quarantined), alerts per detector, the top anomalies with
-their explanations, a chart of ensemble severity over time with the alerts marked, and
-PR / ROC curves when a ``labels`` table exists. Charts are inline SVG written here (no
+their explanations (a bar per feature: its part of the severity, in points, by the
+named attribution method), a global feature importance chart per detector (mean
+|part| over its alerts), a chart of ensemble severity over time with the alerts
+marked, and PR / ROC curves when a ``labels`` table exists. Charts are inline SVG written here (no
 plotting library): the file opens anywhere, offline, with no assets.
 """
 
@@ -23,6 +25,8 @@ from lakehound import io
 from lakehound.config import Config
 
 TOP_N = 20
+# Features per global importance chart.
+TOP_FEATURES = 10
 # Severity points drawn per chart: enough to see the series, small enough for a browser.
 MAX_POINTS = 4000
 
@@ -105,6 +109,83 @@ def _explain(expl: Any) -> str:
     )
 
 
+def _method(expl: Any) -> str:
+    """The attribution method named by an explanation (tables written before it had
+    one: empty)."""
+    methods = {e.asDict().get("method") for e in expl or []} - {None}
+    return ", ".join(sorted(methods))
+
+
+def _svg_bars(items: list[tuple[str, float]], unit: str, width: int = 420) -> str:
+    """Horizontal bars, one per (label, value), from a zero axis: positive (towards
+    anomalous) in red to the right, negative in blue to the left."""
+    if not items:
+        return ""
+    row, label_w, pad = 18, 170, 48
+    top = max(abs(v) for _, v in items) or 1.0
+    neg = any(v < 0 for _, v in items)
+    span = width - label_w - pad
+    zero = label_w + (span / 2 if neg else 0)
+    scale = (span / 2 if neg else span) / top
+    h = row * len(items) + 6
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{h}" role="img">']
+    for i, (label, v) in enumerate(items):
+        y = 3 + i * row
+        x, w = (zero, v * scale) if v >= 0 else (zero + v * scale, -v * scale)
+        color = "#d62728" if v >= 0 else "#1f77b4"
+        parts.append(
+            f'<text x="{label_w - 4}" y="{y + 12}" font-size="11" text-anchor="end">'
+            f"{html.escape(label)}</text>"
+            f'<rect x="{x:.1f}" y="{y + 2}" width="{max(w, 0.5):.1f}" height="{row - 6}" '
+            f'fill="{color}"><title>{html.escape(label)}: {v:+.3g} {unit}</title></rect>'
+            f'<text x="{x + max(w, 0.5) + 3 if v >= 0 else x - 3:.1f}" y="{y + 12}" '
+            f'font-size="10" text-anchor="{"start" if v >= 0 else "end"}">{v:+.2f}</text>'
+        )
+    parts.append(f'<line x1="{zero:.1f}" y1="0" x2="{zero:.1f}" y2="{h}" stroke="#555"/></svg>')
+    return "".join(parts)
+
+
+def _alert_bars(expl: Any) -> str:
+    items = [(f"{e['feature']}={e['value']:.3g}", float(e["contribution"])) for e in expl or []]
+    return _svg_bars([(k, v) for k, v in items if np.isfinite(v)], "severity points", 360)
+
+
+def _importance(scores: Any) -> list[tuple[str, str, int, list[tuple[str, float]]]]:
+    """Per detector: (detector, method, alerts explained, top features by mean |part|
+    over those alerts, a feature outside an alert's top k counting as 0)."""
+    flagged = scores.where(
+        F.col("is_anomaly") & (F.col("detector") != "ensemble") & (F.size("explanation") > 0)
+    )
+    counts = {
+        r["detector"]: r["n"]
+        for r in flagged.groupBy("detector").agg(F.count("*").alias("n")).collect()
+    }
+    rows = (
+        flagged.select("detector", F.explode("explanation").alias("e"))
+        .groupBy("detector", F.col("e.feature").alias("feature"))
+        .agg(F.sum(F.abs(F.col("e.contribution"))).alias("total"))
+        .collect()
+    )
+    methods = {
+        r["detector"]: _method(r["explanation"])
+        for r in flagged.groupBy("detector")
+        .agg(F.first("explanation").alias("explanation"))
+        .collect()
+    }
+    out = []
+    for det in sorted(counts):
+        feats = sorted(
+            (
+                (r["feature"], float(r["total"] or 0.0) / counts[det])
+                for r in rows
+                if r["detector"] == det
+            ),
+            key=lambda kv: -kv[1],
+        )[:TOP_FEATURES]
+        out.append((det, methods.get(det, ""), counts[det], feats))
+    return out
+
+
 def curves(y: np.ndarray, score: np.ndarray) -> dict[str, Any]:
     """PR and ROC curve points and areas (scikit-learn) for binary labels y."""
     from sklearn.metrics import (
@@ -180,20 +261,40 @@ def write_report(
             [[r["detector"], r["events"], r["flagged"] or 0] for r in per_detector],
         ),
         f"<h2>Top {TOP_N} anomalies</h2>",
+        "<p>Severity: 0-99 is the training percentile, 99-100 a fitted tail (99.5: a tail "
+        "probability of 1%/e, 99.9: 1%/e<sup>9</sup>). Bars: each feature's part of the "
+        "severity in points, by the named method (parts add up to the severity less the "
+        "detector's base severity).</p>",
         _table(
-            ["event", "entity", "time", "severity", "detectors", "explanation"],
+            ["event", "entity", "time", "severity", "detectors", "explanation", "method"],
             [
                 [
                     r["event_id"],
                     r["entity_id"],
                     r["event_ts"],
-                    f"{r['severity']:.1f}",
+                    f"{r['severity']:.2f}",
                     ", ".join(r["detectors"] or []),
                     _explain(r["explanation"]),
+                    _method(r["explanation"]),
                 ]
                 for r in top
             ],
         ),
+        "<h3>Attributions of the top alerts</h3>",
+        "".join(
+            f"<figure class='bars'><figcaption>{html.escape(str(r['event_id']))} "
+            f"severity {r['severity']:.2f}</figcaption>{_alert_bars(r['explanation'])}</figure>"
+            for r in top
+            if r["explanation"]
+        ),
+        "<h2>Global feature importance per detector (mean |part| over its alerts, "
+        "severity points)</h2>",
+        "".join(
+            f"<figure class='bars'><figcaption>{html.escape(det)} ({html.escape(method)}, "
+            f"{n:,} alerts)</figcaption>{_svg_bars(feats, 'severity points')}</figure>"
+            for det, method, n, feats in _importance(scores)
+        )
+        or "<p>No explained alerts.</p>",
         "<h2>Ensemble severity over time (alerts in red)</h2>",
         timeline,
     ]
@@ -223,7 +324,9 @@ def write_report(
         "<!DOCTYPE html><html><head><meta charset='utf-8'>"
         f"<title>{html.escape(title)}</title><style>"
         "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px}</style></head><body>"
+        "td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px}"
+        "figure.bars{display:inline-block;margin:6px 12px;vertical-align:top}"
+        "figcaption{font-size:12px}</style></head><body>"
         f"<h1>{html.escape(title)}</h1>" + "\n".join(sections) + "</body></html>"
     )
     path = report_path(cfg, dates)

@@ -21,6 +21,18 @@ def launched_by_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
+LOOPBACK = "127.0.0.1"
+
+
+def local_ip() -> str:
+    """The address the driver binds to when LakeHound starts the JVM: ``SPARK_LOCAL_IP``
+    if set, else loopback. Spark's own default is the machine's external interface,
+    which exposes the driver, block manager and UI ports (no authentication) to the
+    network; a driver that executors on other hosts must reach sets
+    ``SPARK_LOCAL_IP`` or ``spark.conf`` (``spark.driver.host``/``bindAddress``)."""
+    return os.environ.get("SPARK_LOCAL_IP") or LOOPBACK
+
+
 def session_conf(settings: SparkSettings) -> dict[str, str]:
     """The Spark conf LakeHound runs with, before the user's ``spark.conf`` overrides."""
     conf = {
@@ -44,6 +56,10 @@ def session_conf(settings: SparkSettings) -> dict[str, str]:
         # have inferred (IsNotNull on join keys and the like), which only save work.
         "spark.sql.constraintPropagation.enabled": "false",
         "spark.sql.adaptive.enabled": "true",
+        # Spark cannot read Parquet TIMESTAMP(NANOS) (pandas' default for to_parquet):
+        # it fails the whole read. Read as nanoseconds since the epoch instead; the
+        # validation reader turns a contract's timestamp columns back into timestamps.
+        "spark.sql.legacy.parquet.nanosAsLong": "true",
         "spark.ui.enabled": str(settings.ui_enabled).lower(),
         "spark.ui.showConsoleProgress": "false",
         "spark.driver.memory": settings.driver_memory,
@@ -58,6 +74,9 @@ def session_conf(settings: SparkSettings) -> dict[str, str]:
         )
     if settings.use_jar_cache:
         conf["spark.jars"] = ",".join(jars.jar_paths("spark"))
+    if not launched_by_spark_submit():
+        conf["spark.driver.bindAddress"] = local_ip()
+        conf["spark.driver.host"] = local_ip()
     conf.update(settings.conf)
     return conf
 
@@ -73,6 +92,10 @@ def build_session(settings: SparkSettings, app_name: str | None = None) -> Spark
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     # pandas-on-Spark (imported by pyspark.testing) asks for this with pyarrow >= 2.
     os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
+    if not launched_by_spark_submit():
+        # The Spark UI binds to SPARK_LOCAL_IP (no conf key for it); the JVM started
+        # below inherits this environment.
+        os.environ["SPARK_LOCAL_IP"] = local_ip()
     builder = SparkSession.builder.appName(app_name or settings.app_name)
     if not launched_by_spark_submit():
         builder = builder.master(settings.master)

@@ -9,12 +9,19 @@ spark-defaults.conf (Delta extension and catalog, locked jars). Its catalog is a
 persistent Derby metastore under ``.cache/metastore`` and it binds to 127.0.0.1 unless
 ``--host`` says otherwise. After start every Delta table under
 ``<lakehouse>/<dataset>/`` is registered as ``<dataset>.<table>`` (idempotent).
+
+Access: without authentication anyone who can reach the port can read and change
+every table, so a non-loopback ``--host`` is refused unless Hive authentication is
+configured (``--hiveconf hive.server2.authentication=LDAP`` and its settings, or
+KERBEROS / CUSTOM / PAM). Direct file queries (``SELECT * FROM text.`/etc/...` ``)
+are disabled: clients see the registered tables only.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import ipaddress
 import os
 import re
 import signal
@@ -25,7 +32,7 @@ import time
 from pathlib import Path
 
 from lakehound.config import Config, load_config
-from lakehound.errors import SetupError
+from lakehound.errors import ConfigError, LakeHoundError, SetupError
 from lakehound.jars import jar_paths
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,10 +77,42 @@ def _wait_port(
     )
 
 
+# Server-side Spark conf. runSQLOnFiles off: `SELECT ... FROM text.`<path>`` would let
+# any SQL client read any file the server's user can (and parquet./json. likewise).
+SERVER_CONF = {"spark.sql.runSQLOnFiles": "false"}
+NO_AUTH = ("NONE", "NOSASL")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: only loopback by the name localhost
+        return False
+
+
+def check_access(host: str, hiveconf: dict[str, str]) -> None:
+    """Refuse to listen beyond loopback without authentication configured."""
+    auth = hiveconf.get("hive.server2.authentication", "NONE").upper()
+    if not is_loopback(host) and auth in NO_AUTH:
+        raise ConfigError(
+            f"--host {host}: the SQL server would accept anyone who can reach the port "
+            "without credentials; bind 127.0.0.1, or configure authentication "
+            "(--hiveconf hive.server2.authentication=LDAP|KERBEROS|CUSTOM|PAM and its keys)"
+        )
+
+
 def start(
-    host: str = "127.0.0.1", port: int = 10000, state: Path = STATE, timeout: float = 240
+    host: str = "127.0.0.1",
+    port: int = 10000,
+    state: Path = STATE,
+    timeout: float = 240,
+    hiveconf: dict[str, str] | None = None,
 ) -> int:
     """Launch the server in the background; return its pid once it accepts connections."""
+    hiveconf = dict(hiveconf or {})
+    check_access(host, hiveconf)
     state.mkdir(parents=True, exist_ok=True)
     cmd = [
         str(BIN / "spark-submit"),
@@ -107,6 +146,8 @@ def start(
         f"hive.server2.thrift.port={port}",
         "--hiveconf",
         f"javax.jdo.option.ConnectionURL=jdbc:derby:;databaseName={state / 'metastore_db'};create=true",
+        *[a for k, v in SERVER_CONF.items() for a in ("--conf", f"{k}={v}")],
+        *[a for k, v in hiveconf.items() for a in ("--hiveconf", f"{k}={v}")],
         "spark-internal",
     ]
     env = _spark_env()
@@ -219,14 +260,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", action="append", default=[])
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=10000)
+    ap.add_argument(
+        "--hiveconf", action="append", default=[], metavar="KEY=VALUE",
+        help="a HiveServer2 setting, e.g. hive.server2.authentication=LDAP (repeatable)",
+    )  # fmt: skip
     a = ap.parse_args(argv)
     if a.action == "stop":
         stop()
         return 0
-    if a.action == "start":
-        print("thrift server pid", start(a.host, a.port), "at", jdbc_url(a.host, a.port))
-    cfg = load_config(a.config, a.set)
-    beeline(jdbc_url(a.host, a.port), ";\n".join(registration_sql(cfg)) + ";")
+    try:
+        if a.action == "start":
+            hiveconf = dict(kv.split("=", 1) for kv in a.hiveconf if "=" in kv)
+            pid = start(a.host, a.port, hiveconf=hiveconf)
+            print("thrift server pid", pid, "at", jdbc_url(a.host, a.port))
+        cfg = load_config(a.config, a.set)
+        beeline(jdbc_url(a.host, a.port), ";\n".join(registration_sql(cfg)) + ";")
+    except LakeHoundError as exc:
+        print(f"lakehound sqlserver: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return exc.exit_code
     return 0
 
 

@@ -134,7 +134,12 @@ EXPLANATION = ArrayType(
         [
             StructField("feature", StringType(), False),
             StructField("value", DoubleType(), True),
+            # Severity points (see udfs/explain.py): the parts of a row add up to
+            # its severity less the detector's base severity.
             StructField("contribution", DoubleType(), True),
+            # Attribution method: tree_shap, kernel_shap, max_z_shapley, pca_shapley
+            # (robust_z for the SynapseML engine).
+            StructField("method", StringType(), True),
         ]
     ),
     False,
@@ -179,7 +184,11 @@ SCORES = Contract(
         FieldSpec("is_anomaly", BooleanType(), "raw_score above the detector threshold."),
         FieldSpec("threshold", DoubleType(), "Threshold in raw_score units."),
         _MODEL_VERSION,
-        FieldSpec("explanation", EXPLANATION, "Top features with value and contribution."),
+        FieldSpec(
+            "explanation",
+            EXPLANATION,
+            "Top features with value, contribution (severity points) and attribution method.",
+        ),
         FieldSpec("scored_at", TimestampType(), "When the row was scored (UTC).", False),
         _EVENT_TS,
         EVENT_DATE,
@@ -207,7 +216,11 @@ ALERTS = Contract(
             MapType(StringType(), DoubleType(), True),
             "Per-detector contribution to the ensemble severity.",
         ),
-        FieldSpec("explanation", EXPLANATION, "Top features with value and contribution."),
+        FieldSpec(
+            "explanation",
+            EXPLANATION,
+            "Top features with value, contribution (severity points) and attribution method.",
+        ),
         _MODEL_VERSION,
         RUN_ID,
         FieldSpec("alerted_at", TimestampType(), "When the alert was raised (UTC).", False),

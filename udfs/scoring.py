@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import pickle
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -30,11 +30,11 @@ from pyspark.sql.types import (
     StructType,
 )
 
-from udfs.bundle import ModelBundle
+from udfs.bundle import METHODS, ModelBundle
 
 SCORE_STRUCT = (
     "raw_score double, severity double, is_anomaly boolean, "
-    "explanation array<struct<feature:string,value:double,contribution:double>>"
+    "explanation array<struct<feature:string,value:double,contribution:double,method:string>>"
 )
 SCORE_TYPE = StructType(
     [
@@ -49,6 +49,7 @@ SCORE_TYPE = StructType(
                         StructField("feature", StringType()),
                         StructField("value", DoubleType()),
                         StructField("contribution", DoubleType()),
+                        StructField("method", StringType()),
                     ]
                 )
             ),
@@ -78,15 +79,16 @@ def score_column(
     """A struct column (raw_score, severity, is_anomaly, explanation) for every row of df.
 
     The Python worker returns flat numeric columns only (the explanation as ``k``
-    parallel slots of feature index / contribution, index -1 where a row has none),
+    parallel slots of feature index / contribution, index -1 where a row has none,
+    and the attribution method's index in :data:`udfs.bundle.METHODS`),
     which Arrow takes over without a Python object per row; the JVM then adds the
-    feature names and the row's values (as read, before the bundle's imputation of
-    missing values) and builds the ``explanation`` array of structs from the slots.
+    feature names, the method's name and the row's values (as read, before the
+    bundle's imputation of missing values) and builds the ``explanation`` array of structs from the slots.
     The column's type is exactly :data:`SCORE_STRUCT`.
     """
     bc = df.sparkSession.sparkContext.broadcast(payload)
     k = _width(top_k, len(features))
-    flat = "raw_score double, severity double, is_anomaly boolean" + "".join(
+    flat = "raw_score double, severity double, is_anomaly boolean, method int" + "".join(
         f", e{i}_feature int, e{i}_contribution double" for i in range(k)
     )
 
@@ -104,6 +106,8 @@ def score_column(
                 "raw_score": out.raw,
                 "severity": out.severity,
                 "is_anomaly": out.is_anomaly,
+                # One attribution method per batch (an int, named by the JVM).
+                "method": np.full(len(batch), out.method, dtype=np.int32),
             }
             for i in range(k):
                 # Feature indexes, not names: strings would cost a Python object per
@@ -119,6 +123,10 @@ def score_column(
     inputs = [F.col(c).cast("double") for c in features]
     s = _score(F.struct(*inputs))
     names, values = F.array(*[F.lit(c) for c in features]), F.array(*inputs)
+    # element_at(.., 0) raises: a batch without a flagged row ships -1.
+    method = F.when(
+        s["method"] >= 0, F.element_at(F.array(*[F.lit(m) for m in METHODS]), s["method"] + 1)
+    )
 
     def pick(arr: Column, i: int) -> Column:
         # element_at is 1-based; index -1 (no explanation in the slot) gives null.
@@ -131,6 +139,7 @@ def score_column(
             # The row's own value, read here rather than shipped back from Python.
             pick(values, i).alias("value"),
             s[f"e{i}_contribution"].alias("contribution"),
+            method.alias("method"),
         )
         for i in range(k)
     ]
@@ -153,6 +162,54 @@ def score_column(
     )
     # when(...) without otherwise is nullable, as the UDF's output column was.
     return F.when(s.isNotNull(), scored)
+
+
+def ensemble_explanation(members: Sequence[tuple[str, float]], top_k: int) -> Column:
+    """The ensemble's explanation from its members' score structs (columns named by
+    member id): per feature, the sum of the members' contributions times their
+    ensemble weights, strongest ``top_k`` first; ``method`` lists the members'
+    methods. Contributions are severity points (:mod:`udfs.explain`), so the parts
+    of a weighted-mean ensemble add up as its severity does; a member that did not
+    flag the row (no explanation) adds nothing.
+    """
+    entry = SCORE_TYPE["explanation"].dataType
+    weighted = [
+        F.transform(F.coalesce(F.col(f"{m}.explanation"), F.array().cast(entry)), _times(w))
+        for m, w in members
+    ]
+    entries = F.concat(*weighted) if len(weighted) > 1 else weighted[0]
+
+    def merge(name: Column) -> Column:
+        mine = F.filter(entries, lambda e: e["feature"] == name)
+        return F.struct(
+            name.alias("feature"),
+            mine[0]["value"].alias("value"),
+            F.aggregate(mine, F.lit(0.0), lambda acc, e: acc + e["contribution"]).alias(
+                "contribution"
+            ),
+            F.array_join(
+                F.array_sort(F.array_distinct(F.transform(mine, lambda e: e["method"]))), "+"
+            ).alias("method"),
+        )
+
+    merged = F.transform(F.array_distinct(F.transform(entries, lambda e: e["feature"])), merge)
+    ranked = F.array_sort(
+        merged,
+        lambda a, b: F.signum(F.abs(b["contribution"]) - F.abs(a["contribution"])).cast("int"),
+    )
+    return F.slice(ranked, 1, top_k).cast(entry)
+
+
+def _times(weight: float) -> Callable[[Column], Column]:
+    def scale(e: Column) -> Column:
+        return F.struct(
+            e["feature"].alias("feature"),
+            e["value"].alias("value"),
+            (e["contribution"] * F.lit(float(weight))).alias("contribution"),
+            e["method"].alias("method"),
+        )
+
+    return scale
 
 
 def _width(top_k: int, n_features: int) -> int:

@@ -116,7 +116,8 @@ def severity(score: Column, quantiles: list[float]) -> Column:
 
 
 def explanation(meta: JvmModelMeta, top_k: int) -> Column:
-    """Top-k features by robust z, as array<struct<feature, value, contribution>>."""
+    """Top-k features by robust z, as array<struct<feature, value, contribution, method>>
+    (method ``robust_z``: the contribution is the |z| itself, not severity points)."""
     items = [
         F.struct(
             (F.abs(F.col(f) - F.lit(m)) / F.lit(s)).alias("contribution"),
@@ -132,6 +133,7 @@ def explanation(meta: JvmModelMeta, top_k: int) -> Column:
             x["feature"].alias("feature"),
             x["value"].alias("value"),
             x["contribution"].alias("contribution"),
+            F.lit("robust_z").alias("method"),
         ),
     )
 
@@ -150,7 +152,7 @@ def score_struct(
         flagged.alias("is_anomaly"),
         F.when(flagged, explanation(meta, top_k))
         .otherwise(F.array().cast(
-            "array<struct<feature:string,value:double,contribution:double>>"
+            "array<struct<feature:string,value:double,contribution:double,method:string>>"
         ))
         .alias("explanation"),
     )  # fmt: skip

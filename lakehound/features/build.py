@@ -19,6 +19,7 @@ from lakehound.config import Config
 from lakehound.errors import ConfigError, InputError
 from lakehound.features import logs as flogs
 from lakehound.features import registry
+from lakehound.features import sessions as fsessions
 from lakehound.features.timeseries import series_features
 from lakehound.features.transactions import (
     CARDTX_WINDOWS,
@@ -28,7 +29,7 @@ from lakehound.features.transactions import (
 )
 
 KEY_COLUMNS = ("event_id", "entity_id", "event_ts", "event_date")
-LOG_SOURCES = ("logs", "bgl")
+LOG_SOURCES = ("logs", "bgl", "log_sessions")
 SERIES_SOURCES = ("sensors", "nab")
 SOURCES = ("transactions", "cardtx", *LOG_SOURCES, *SERIES_SOURCES)
 # Series id column of each series source (generated machines, NAB file key).
@@ -82,6 +83,16 @@ def parse_logs(df: DataFrame, cfg: Config) -> DataFrame:
     )
 
 
+def _session_features(validated: DataFrame, cfg: Config, templates: DataFrame | None) -> DataFrame:
+    s = cfg.features.sessions
+    if s is None:
+        raise ConfigError("features.source 'log_sessions' needs features.sessions.key_pattern")
+    spec = fsessions.SessionSpec(s.key_pattern, s.key_column, s.rare_min_count)
+    parsed = flogs.assign_templates(parse_logs(validated, cfg), templates)
+    feats = fsessions.session_features(fsessions.with_session_keys(parsed, spec), spec)
+    return feats.withColumn("entity_id", F.col("session_id"))
+
+
 def build_features(
     validated: DataFrame,
     cfg: Config,
@@ -111,6 +122,8 @@ def build_features(
         )
     elif src == "cardtx":
         feats = cardtx_features(validated, labels, delay)
+    elif src == "log_sessions":
+        feats = _session_features(validated, cfg, templates)
     elif src in LOG_SOURCES:
         parsed = flogs.assign_templates(parse_logs(validated, cfg), templates)
         feats = flogs.log_features(

@@ -15,6 +15,7 @@ import json
 from dataclasses import asdict, dataclass
 
 from lakehound.features import logs as _logs
+from lakehound.features import sessions as _sessions
 from lakehound.features import transactions as _tx
 from lakehound.features.timeseries import SeriesSpec, feature_catalog
 
@@ -181,11 +182,18 @@ def _series_defs(source: str) -> list[FeatureDef]:
     ]
 
 
+# Log sessions: one row per session key (features.sessions); see lakehound.features.sessions.
+SESSION_FEATURES: list[FeatureDef] = [
+    FeatureDef(name, desc, "session", "session", "log_sessions", dtype)
+    for name, desc, dtype in _sessions.SESSION_CATALOG
+]
+
 REGISTRY: dict[str, list[FeatureDef]] = {
     "transactions": TRANSACTION_FEATURES,
     "cardtx": CARDTX_FEATURES,
     "logs": LOG_FEATURES,
     "bgl": _log_defs("bgl"),
+    "log_sessions": SESSION_FEATURES,
     "sensors": _series_defs("sensors"),
     "nab": _series_defs("nab"),
 }

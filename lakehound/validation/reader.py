@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import logging
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,13 +30,22 @@ from typing import Any
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import StringType, StructField, StructType
+from pyspark.sql.types import (
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampNTZType,
+    TimestampType,
+)
 
 from lakehound import io
 from lakehound.config import InputSettings
 from lakehound.errors import InputError
 from lakehound.validation import adapters
 from schemas.base import Contract
+
+log = logging.getLogger("lakehound.validation")
 
 CORRUPT = "_corrupt_record"
 RAW = "_raw_record"
@@ -96,6 +107,33 @@ def list_files(spark: SparkSession, paths: Sequence[str]) -> list[str]:
     return sorted(out)
 
 
+def broken_links(paths: Sequence[str]) -> list[str]:
+    """Symlinks under local ``paths`` whose target is missing.
+
+    Hadoop's listing skips them without a word, so a file that was meant to be read
+    would vanish from the run unnoticed; each one is named in a warning instead.
+    """
+    out: list[str] = []
+    for path in paths:
+        local = path.removeprefix("file:")
+        if "://" in local or not os.path.isdir(local):
+            continue
+        for folder, dirs, files in os.walk(local):
+            for name in [*dirs, *files]:
+                full = os.path.join(folder, name)
+                if os.path.islink(full) and not os.path.exists(full):
+                    out.append(full)
+    return sorted(out)
+
+
+def _warn_skipped(links: list[str]) -> None:
+    for link in links:
+        log.warning(
+            "skipping broken symlink %s -> %s (target missing): its rows are not read",
+            link, os.readlink(link),
+        )  # fmt: skip
+
+
 def _relative_parts(full: str, root: str) -> list[str]:
     rel = full.split(root.rstrip("/").split("://")[-1], 1)[-1]
     # event_date=... directories are layout, not hidden.
@@ -126,17 +164,24 @@ def parse_header(line: str, sep: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in row)
 
 
-def _positional_schema(header: tuple[str, ...]) -> StructType:
-    seen: dict[str, int] = {}
+def _positional_schema(header: tuple[str, ...], known: Sequence[str]) -> StructType:
+    """One string field per header position: a contract column keeps its name (the
+    first time it appears), every other position is ``_extra_<i>``. A header name is
+    never used as a Spark column name otherwise: ``note.v2`` or the braces and quotes
+    of a JSON line read as a header would be parsed as column paths."""
+    taken: set[str] = set()
     fields = []
-    for name in header:
-        # Blank or repeated header names still need a distinct position.
-        base = name or "_blank"
-        seen[base] = seen.get(base, 0) + 1
-        unique = base if seen[base] == 1 else f"{base}__{seen[base]}"
+    for i, name in enumerate(header):
+        unique = name if name in known and name not in taken else f"_extra_{i}"
+        taken.add(unique)
         fields.append(StructField(unique, StringType(), True))
     fields.append(StructField(CORRUPT, StringType(), True))
     return StructType(fields)
+
+
+def quoted(name: str) -> str:
+    """A column name as Spark SQL reads it literally (dots, spaces and all)."""
+    return "`" + name.replace("`", "``") + "`"
 
 
 def _finish(df: DataFrame, contract: Contract, raw: Column, malformed: Column) -> DataFrame:
@@ -172,7 +217,7 @@ def _read_csv(
         layouts.setdefault(header, []).append(file)
     frames: list[DataFrame] = []
     for header, group in layouts.items():
-        schema = _positional_schema(header)
+        schema = _positional_schema(header, expected)
         data_cols = [f.name for f in schema.fields if f.name != CORRUPT]
         df = (
             spark.read.options(**options)
@@ -229,12 +274,57 @@ def _read_native(
         if settings.partitioned_by_date:
             reader = reader.option("recursiveFileLookup", "true")
         df = reader.parquet(*paths)
+    df = _nanos_to_timestamps(df, contract, paths)
     expected = contract.source_columns
     missing = tuple(c for c in expected if c not in df.columns)
     extra = tuple(c for c in df.columns if c not in expected)
     drift = [SchemaDrift(",".join(paths), missing, extra)] if (missing or extra) else []
-    raw = F.to_json(F.struct(*[F.col(c) for c in df.columns]))
+    raw = F.to_json(F.struct(*[F.col(quoted(c)) for c in df.columns]))
     return RawInput(_finish(df, contract, raw, F.lit(False)), drift, len(paths))
+
+
+def nanos_columns(paths: Sequence[str]) -> set[str]:
+    """Columns stored as Parquet ``TIMESTAMP(NANOS)`` (pandas' default) in the first
+    local Parquet file under ``paths``; empty for remote paths."""
+    import pyarrow.parquet as pq
+
+    for path in paths:
+        local = path.removeprefix("file:")
+        if "://" in local or not os.path.exists(local):
+            continue
+        files = [local] if os.path.isfile(local) else []
+        for folder, dirs, names in os.walk(local):
+            dirs[:] = sorted(d for d in dirs if not d.startswith(("_", ".")))
+            files += sorted(
+                os.path.join(folder, n) for n in names
+                if n.endswith(".parquet") and not n.startswith(("_", "."))
+            )  # fmt: skip
+            if files:
+                break
+        if files:
+            schema = pq.read_schema(files[0])
+            return {
+                f.name for f in schema
+                if str(f.type).startswith("timestamp[ns")
+            }  # fmt: skip
+    return set()
+
+
+def _nanos_to_timestamps(df: DataFrame, contract: Contract, paths: Sequence[str]) -> DataFrame:
+    """Spark cannot read Parquet nanosecond timestamps; the session reads them as
+    nanoseconds since the epoch (``spark.sql.legacy.parquet.nanosAsLong``), and the
+    contract's timestamp columns stored that way become timestamps again here
+    (microsecond precision, Spark's)."""
+    wanted = {
+        s.name for s in contract.fields
+        if isinstance(s.dtype, TimestampType | TimestampNTZType)
+        and s.name in df.columns
+        and isinstance(df.schema[s.name].dataType, LongType)
+    }  # fmt: skip
+    nanos = wanted & nanos_columns(paths) if wanted else set()
+    return df.withColumns(
+        {c: F.expr(f"timestamp_micros(div({quoted(c)}, 1000))") for c in sorted(nanos)}
+    )
 
 
 def _read_text(
@@ -281,6 +371,7 @@ def read_raw(
 ) -> RawInput:
     """Read the run's raw input as strings, capturing malformed records and drift."""
     paths = io.input_paths(settings, dates)
+    _warn_skipped(broken_links(paths))
     if settings.format in ("parquet", "delta"):
         raw = _read_native(spark, settings, contract, paths)
     else:

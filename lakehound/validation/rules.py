@@ -15,8 +15,14 @@ of them. Reasons are stable identifiers, ``<rule>`` or ``<rule>:<column>``:
 ``too_long:<c>``         longer than the field's max length
 ``before_floor:<c>`` / ``in_future:<c>``  timestamp before ``validation.min_event_ts``
                          or after now + ``validation.max_clock_skew_hours``
+``truncated:<c>``        a timestamp whose last field has one digit (``...T12:34:5``):
+                         a value cut off, e.g. the last line of a half-written file,
+                         that Spark would otherwise read as ``12:34:05``
+``control_char:<c>``     a key holds a control character (NUL, tab, newline, ...)
 ``event_date_outside_run``  a dated run only keeps rows of its own date
-``duplicate``            another valid row has the same key and was kept instead
+``duplicate``            another valid row has the same key and was kept instead, in
+                         this run or (``validation.dedup_days``) on a recent earlier
+                         date of the ``validated`` table
 
 Duplicates are resolved only among otherwise valid rows, deterministically: the
 earliest event time wins, ties go to the smallest raw record, then source file.
@@ -25,6 +31,7 @@ earliest event time wins, ties go to the smallest raw record, then source file.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -78,6 +85,13 @@ def compact(reasons: Column) -> Column:
     return F.array_except(reasons, F.array(F.lit(None).cast("string")))
 
 
+# The last field of a timestamp cut to one digit (or an hour alone after the 'T'):
+# Spark reads "2024-01-02T12:34:5" as 12:34:05 and "2024-01-02T1" as 01:00.
+TRUNCATED_TS = r"([-T :]\d|T\d\d)$"
+# C0 controls and DEL: never part of an identifier, and NUL breaks most consumers.
+CONTROL = r"[\x00-\x1f\x7f]"
+
+
 def field_reasons(
     spec: FieldSpec,
     raw: Column,
@@ -85,6 +99,7 @@ def field_reasons(
     required: bool,
     settings: ValidationSettings,
     now: dt.datetime,
+    key: bool = False,
 ) -> list[Column]:
     """The reason expressions of one field (null when the rule passes)."""
     name = spec.name
@@ -117,6 +132,9 @@ def field_reasons(
             .astimezone(dt.UTC)
             .replace(tzinfo=None)
         )
+        out.append(
+            _reason(present & F.trim(raw.cast("string")).rlike(TRUNCATED_TS), f"truncated:{name}")
+        )
         # Literals as UTC wall-clock strings: the session zone is UTC (session.py).
         as_ts = typed.cast("timestamp")
         out.append(
@@ -135,6 +153,8 @@ def field_reasons(
         out.append(_reason(present & ~typed.isin(list(spec.allowed)), f"not_in_set:{name}"))
     if spec.max_length is not None:
         out.append(_reason(present & (F.length(typed) > spec.max_length), f"too_long:{name}"))
+    if key and isinstance(spec.dtype, StringType):
+        out.append(_reason(present & typed.rlike(CONTROL), f"control_char:{name}"))
     return out
 
 
@@ -161,8 +181,9 @@ def classify(
     for spec in contract.fields:
         typed = _typed(spec)
         reasons += field_reasons(
-            spec, F.col(spec.name), typed, contract.is_required(spec.name), settings, now
-        )
+            spec, F.col(spec.name), typed, contract.is_required(spec.name), settings, now,
+            key=spec.name in (contract.key or ()),
+        )  # fmt: skip
         typed_cols.append(typed.alias(spec.name))
     row_date = (
         F.to_date(_typed(contract.spec(contract.event_time)).cast("timestamp"))
@@ -197,6 +218,17 @@ def classify(
             F.lit(fallback_date),
         )
     return df.withColumn(DATE_COL, filed).drop(ROW_DATE)
+
+
+def mark_seen(df: DataFrame, seen: DataFrame, key: Sequence[str]) -> DataFrame:
+    """Valid rows of ``df`` whose key is in ``seen`` (keys kept on earlier dates)
+    become ``duplicate``: the copy validated first stays the one kept."""
+    known = seen.select(*key).distinct().withColumn("_seen", F.lit(True))
+    marked = df.join(known, list(key), "left")
+    dup = (F.size(REASONS) == 0) & F.coalesce(F.col("_seen"), F.lit(False))
+    return marked.withColumn(
+        REASONS, F.when(dup, F.array(F.lit(DUPLICATE))).otherwise(F.col(REASONS))
+    ).drop("_seen")
 
 
 def _mark_duplicates(df: DataFrame, contract: Contract) -> DataFrame:

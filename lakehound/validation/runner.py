@@ -29,7 +29,7 @@ from lakehound.errors import ConfigError, ContractViolation, ReconciliationError
 from lakehound.validation import gx_engine
 from lakehound.validation.gx_engine import ExpectationOutcome
 from lakehound.validation.reader import RawInput, SchemaDrift, read_raw
-from lakehound.validation.rules import RAW_RECORD, REASONS, SOURCE_FILE, classify
+from lakehound.validation.rules import RAW_RECORD, REASONS, SOURCE_FILE, classify, mark_seen
 from schemas.base import Contract
 from schemas.expectations import SuiteOptions, build_suite
 from schemas.outputs import QUARANTINE, VALIDATION_RUNS
@@ -131,6 +131,26 @@ def volume_bounds(
     low = max(low or 0, hist_low) or None
     high = hist_high if high is None else min(high, hist_high)
     return low, high
+
+
+def recent_keys(
+    spark: SparkSession, cfg: Config, contract: Contract, date: dt.date | None
+) -> DataFrame | None:
+    """Keys the ``validated`` table holds on the ``validation.dedup_days`` dates before
+    a dated run's date; None when there is nothing to check against.
+
+    Only earlier dates: the run replaces its own date, and the copy of a key that was
+    validated first is the one kept (a run over all dates keeps the earliest event).
+    """
+    days = cfg.validation.dedup_days
+    if date is None or not days or not contract.key or not io.table_exists(spark, cfg, VALIDATED):
+        return None
+    window = [date - dt.timedelta(days=d) for d in range(1, days + 1)]
+    return (
+        io.read_table(spark, cfg, VALIDATED)
+        .where(F.col(io.DATE_COL).isin(window))
+        .select(*contract.key)
+    )
 
 
 def _counts(classified: DataFrame) -> dict[dt.date, DateCounts]:
@@ -280,6 +300,9 @@ def validate(spark: SparkSession, cfg: Config, ctx: RunContext) -> ValidationSum
     classified = classify(
         raw.df, contract, cfg.validation, run_date=ctx.date, fallback_date=fallback, now=now
     )
+    earlier = recent_keys(spark, cfg, contract, ctx.date)
+    if earlier is not None:
+        classified = mark_seen(classified, earlier, contract.key)
     # Only quarantined rows keep their raw text and file: the validated rows are
     # stored typed, and dropping both halves what the cache holds.
     invalid = F.size(REASONS) > 0

@@ -156,6 +156,8 @@ def test_registry_names_equal_builder_columns(
     d = dt.date(2024, 1, 1)
     t = dt.datetime(2024, 1, 1, 10, 0)
     cfg = make_cfg("transactions", f"features.source={source}")
+    if source == "log_sessions":
+        cfg = make_cfg("logs", f"features.source={source}")
     if source == "transactions":
         df = spark.createDataFrame(
             [("t1", "A", "m", "DE", 5.0, t)],
@@ -170,6 +172,11 @@ def test_registry_names_equal_builder_columns(
         df = spark.createDataFrame(
             [("- 1704103200 2024.01.01 R0 2024-01-01-02.00.00.000001 R0 RAS KERNEL INFO ok 1",)],
             "value string",
+        )
+    elif source == "log_sessions":
+        df = spark.createDataFrame(
+            [("2024-01-01T10:00:00Z h1 sshd[1]: INFO session closed for user user7",)],
+            "line string",
         )
     elif source == "logs":
         df = spark.createDataFrame(

@@ -14,8 +14,10 @@ D = dt.date(2024, 1, 8)
 SCORES = (
     "event_id string, entity_id string, event_ts timestamp, event_date date, detector string, "
     "raw_score double, severity double, is_anomaly boolean, threshold double, "
-    "model_version string, explanation array<struct<feature:string,value:double,contribution:double>>"
+    "model_version string, "
+    "explanation array<struct<feature:string,value:double,contribution:double,method:string>>"
 )
+EXPL = "array<struct<feature:string,value:double,contribution:double,method:string>>"
 
 
 def test_report_volumes_detectors_top_and_curves(
@@ -23,19 +25,26 @@ def test_report_volumes_detectors_top_and_curves(
 ) -> None:
     cfg = make_cfg("transactions")
     ts = dt.datetime(2024, 1, 8, 12)
-    expl = [("amount_z", 7.5, 7.5)]
+    expl = [("amount_z", 7.5, 7.5, "max_z_shapley")]
+    # zscore flags e1 and e2: amount_z parts 6 and 8 (mean |part| 7 over its 2 alerts),
+    # hour only in e1's explanation (-2: mean |part| 1).
+    zexpl = {
+        1: [("amount_z", 7.5, 6.0, "max_z_shapley"), ("hour", 3.0, -2.0, "max_z_shapley")],
+        2: [("amount_z", 9.0, 8.0, "max_z_shapley")],
+    }
     rows = []
     # e1..e4 ensemble severities 99, 80, 60, 10; e1, e2 labelled anomalies -> perfect ranking.
     for i, sev in enumerate([99.0, 80.0, 60.0, 10.0], start=1):
         rows.append((f"e{i}", "a", ts, D, "ensemble", sev, sev, sev >= 97, 97.0, "v1", expl))
-        rows.append((f"e{i}", "a", ts, D, "zscore", sev, sev, i <= 2, 4.0, "v1", expl))
+        z = zexpl.get(i, [])
+        rows.append((f"e{i}", "a", ts, D, "zscore", sev, sev, i <= 2, 4.0, "v1", z))
     spark.createDataFrame(rows, SCORES).write.format("delta").mode("overwrite").save(
         io.table_path(cfg, "scores")
     )
     spark.createDataFrame(
         [("e1", "a", ts, D, 99.0, ["ensemble"], expl)],
         "event_id string, entity_id string, event_ts timestamp, event_date date, severity double, "
-        "detectors array<string>, explanation array<struct<feature:string,value:double,contribution:double>>",
+        f"detectors array<string>, explanation {EXPL}",
     ).write.format("delta").save(io.table_path(cfg, "alerts"))
     spark.createDataFrame(
         [("e1", True), ("e2", True), ("e3", False), ("e4", False)],
@@ -50,6 +59,12 @@ def test_report_volumes_detectors_top_and_curves(
     assert "<td>zscore</td><td>4</td><td>2</td>" in text
     assert "<td>ensemble</td><td>4</td><td>1</td>" in text
     assert "amount_z=7.5 (+7.50)" in text
+    assert "<td>max_z_shapley</td>" in text
+    # The top alert's bar, and zscore's global importance: mean |part| over 2 alerts.
+    assert "<title>amount_z=7.5: +7.5 severity points</title>" in text
+    assert "zscore (max_z_shapley, 2 alerts)" in text
+    assert "<title>amount_z: +7 severity points</title>" in text
+    assert "<title>hour: +1 severity points</title>" in text
     # Severity ranks both labelled anomalies first: AP = 1, ROC-AUC = 1.
     assert "ensemble AP 1.000" in text and "ensemble AUC 1.000" in text
     assert text.count('r="2.5" fill="#d62728"') == 1  # one alert point on the timeline

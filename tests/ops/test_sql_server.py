@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from lakehound import sqlserver
+from lakehound.errors import SetupError
 
 from .conftest import BAD_ROWS, ROOT, OpsLakehouse, table
 
@@ -197,3 +198,11 @@ def test_catalog_survives_restart(thrift: Server, ops_lakehouse: OpsLakehouse) -
     sqlserver.start("127.0.0.1", thrift.port, state=thrift.state)
     got = _rows(sqlserver.beeline(thrift.url, "SELECT count(*) AS n FROM transactions.alerts"))
     assert int(got[0]["n"]) == len(table(ops_lakehouse.cfg, "alerts"))
+
+
+def test_direct_file_queries_are_refused(server: str, tmp_path: Path) -> None:
+    """Issue 26, defect 12: any client could read any file of the server's user."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("do not serve me\n")
+    with pytest.raises(SetupError, match=r"TABLE_OR_VIEW_NOT_FOUND|cannot be found"):
+        sqlserver.beeline(server, f"SELECT * FROM text.`file://{secret}`;")

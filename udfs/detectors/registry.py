@@ -24,7 +24,16 @@ def register(name: str) -> Callable[[T], T]:
 
 def _load_all() -> None:
     # Importing the modules runs their @register decorators.
-    from udfs.detectors import deep, multivariate, series, statistical, tabular  # noqa: F401
+    from udfs.detectors import (  # noqa: F401
+        contextual,
+        deep,
+        likelihood,
+        logs,
+        multivariate,
+        series,
+        statistical,
+        tabular,
+    )
 
 
 def available() -> list[str]:

@@ -18,6 +18,7 @@ do not inflate the scale they are judged against.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from scipy import stats
 
 from udfs.detectors.base import BaseDetector, check_fraction, check_positive, top_k_by_abs
@@ -285,3 +286,86 @@ def _esd_critical(n: int, i: int, alpha: float) -> float:
     p = 1 - alpha / (2 * (n - i + 1))
     t = float(stats.t.ppf(p, dof))
     return (n - i) * t / np.sqrt((dof + t**2) * (n - i + 1))
+
+
+@register("sliding_zscore")
+class SlidingZScore(BaseDetector):
+    """|z| of each row against the mean and spread of the previous ``window`` rows.
+
+    Level and spread are re-estimated at every row from a sliding window (NAB's
+    windowed Gaussian, per column), so a level shift scores high once and becomes
+    normal after a window, unlike a z-score frozen at fit time. Rows before a full
+    window use what they have (at least the training stretch's statistics).
+    """
+
+    sequential = True
+    min_std: float = 1e-9
+
+    def __init__(self, window: int = 1000) -> None:
+        self.window = _check_int("window", window, 2)
+
+    def _fit(self, X: np.ndarray) -> None:
+        self.mean0_ = X.mean(axis=0)
+        self.std0_ = np.maximum(X.std(axis=0), self.min_std)
+
+    def z(self, X: np.ndarray) -> np.ndarray:
+        past = pd.DataFrame(X).shift(1).rolling(self.window, min_periods=2)
+        mean = past.mean().to_numpy()
+        std = past.std().to_numpy()
+        mean = np.where(np.isnan(mean), self.mean0_, mean)
+        std = np.maximum(np.where(np.isnan(std), self.std0_, std), self.min_std)
+        return (X - mean) / std
+
+    def _score(self, X: np.ndarray) -> np.ndarray:
+        return np.abs(self.z(X)).max(axis=1)
+
+    def explain(self, X: np.ndarray, top_k: int = 3) -> list[list[tuple[int, float]]]:
+        return top_k_by_abs(self.z(self._check(X, fitting=False)), top_k)
+
+
+@register("seasonal_zscore")
+class SeasonalZScore(BaseDetector):
+    """|z| of each row against the same slot of the previous ``history`` seasons.
+
+    A slot is the row's position in a season of ``period`` rows (a day's profile:
+    ``period`` = rows per day). Level and spread are the median and MAD of the same
+    slot over the last ``history`` seasons, blended with the last ``period`` rows'
+    spread so a quiet slot does not make every wiggle infinite. Updated as rows
+    arrive: a changed daily pattern is normal again after ``history`` seasons.
+    Rows before the first full season are judged against the training statistics.
+    """
+
+    sequential = True
+    min_std: float = 1e-9
+
+    def __init__(self, period: int = 24, history: int = 7) -> None:
+        self.period = _check_int("period", period, 2)
+        self.history = _check_int("history", history, 1)
+
+    def _fit(self, X: np.ndarray) -> None:
+        self.center0_ = np.median(X, axis=0)
+        self.scale0_ = _robust_scale(X - self.center0_, self.min_std)
+
+    def z(self, X: np.ndarray) -> np.ndarray:
+        n, d = X.shape
+        m = self.period
+        out = np.empty_like(X)
+        slot = np.arange(n) % m
+        for j in range(d):
+            frame = pd.DataFrame({"slot": slot, "x": X[:, j]})
+            past = frame.groupby("slot")["x"].shift(1)
+            by_slot = past.groupby(frame["slot"]).rolling(self.history, min_periods=1)
+            center = by_slot.median().reset_index(level=0, drop=True).sort_index().to_numpy()
+            dev = np.abs(X[:, j] - np.where(np.isnan(center), self.center0_[j], center))
+            # Spread: robust scale of the recent deviations from the slot profile.
+            recent = pd.Series(dev).shift(1).rolling(m, min_periods=1).median().to_numpy()
+            scale = np.where(np.isnan(recent), self.scale0_[j], recent * MAD_TO_SIGMA)
+            center = np.where(np.isnan(center), self.center0_[j], center)
+            out[:, j] = (X[:, j] - center) / np.maximum(scale, self.min_std)
+        return out
+
+    def _score(self, X: np.ndarray) -> np.ndarray:
+        return np.abs(self.z(X)).max(axis=1)
+
+    def explain(self, X: np.ndarray, top_k: int = 3) -> list[list[tuple[int, float]]]:
+        return top_k_by_abs(self.z(self._check(X, fitting=False)), top_k)

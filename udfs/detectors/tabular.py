@@ -22,8 +22,8 @@ class IsolationForest(BaseDetector):
 
     Scoring walks each tree once per row (``Tree.apply``) and adds the same per-leaf
     path lengths as scikit-learn's ``score_samples``, in the same order, so the scores
-    are bit-for-bit scikit-learn's; :meth:`score_and_explain` reuses those leaves for
-    the attribution of the flagged rows instead of walking the trees again.
+    are bit-for-bit scikit-learn's. Alerts are explained by TreeSHAP instead
+    (:mod:`udfs.explain`); this path attribution is the detector-level heuristic.
     """
 
     def __init__(
@@ -83,50 +83,12 @@ class IsolationForest(BaseDetector):
             return -self.model_.score_samples(X)
         return tables.scores(tables.depths(X, None))
 
-    def score_and_explain(
-        self, X: np.ndarray, threshold: float, top_k: int
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Scores of all rows and, for the rows scoring >= ``threshold``, their top-k
-        attribution: (raw (n,), feature index (n, k) with -1 for none, contribution
-        (n, k) with NaN for none), k = ``min(top_k, n_features)``.
-
-        One pass over the trees: the leaf of every row in every tree is kept, then
-        reused for the attributions of the flagged rows.
-        """
-        X = self._check(X, fitting=False)
-        k = _width(top_k, X.shape[1])
-        idx = np.full((X.shape[0], k), -1, dtype=np.int64)
-        contrib = np.full((X.shape[0], k), np.nan)
-        tables = self._tables()
-        if X.shape[0] == 0:
-            return np.empty(0, dtype=np.float64), idx, contrib
-        if not tables.exact:
-            raw = -self.model_.score_samples(X)
-            flagged = np.flatnonzero(raw >= threshold)
-            leaves = tables.leaves(X[flagged]) if flagged.size and k else None
-        else:
-            all_leaves = np.empty((len(tables.trees), X.shape[0]), dtype=np.intp)
-            raw = tables.scores(tables.depths(X, all_leaves))
-            flagged = np.flatnonzero(raw >= threshold)
-            leaves = all_leaves[:, flagged] if flagged.size and k else None
-        if leaves is not None:
-            c = tables.attribution(leaves, X.shape[1])
-            order = np.argsort(-np.abs(c), axis=1, kind="stable")[:, :k]
-            idx[flagged] = order
-            contrib[flagged] = np.take_along_axis(c, order, axis=1)
-        return raw, idx, contrib
-
     def explain(self, X: np.ndarray, top_k: int = 3) -> list[list[tuple[int, float]]]:
         X = self._check(X, fitting=False)
         tables = self._tables()
         if X.shape[0] == 0:
             return []
         return top_k_by_abs(tables.attribution(tables.leaves(X), X.shape[1]), top_k)
-
-
-def _width(top_k: int, n_features: int) -> int:
-    """How many items ``top_k_by_abs`` returns per row."""
-    return len(range(n_features)[: min(top_k, n_features)])
 
 
 class _ForestTables:
