@@ -41,6 +41,7 @@ from lakehound.engines import synapseml
 from lakehound.errors import ModelError
 from lakehound.features.build import source_of
 from lakehound.features.registry import registry_version
+from udfs.bundle import METHODS
 from udfs.scoring import SCORE_TYPE, score_column
 
 if TYPE_CHECKING:
@@ -48,8 +49,9 @@ if TYPE_CHECKING:
     from udfs.bundle import ModelBundle
 
 KEY_COLS = ["event_id", "entity_id", "event_ts", io.DATE_COL]
-# One explanation entry: (feature, value as read, contribution), strongest first.
-Explanation = list[tuple[str, float, float]]
+# One explanation entry: (feature, value as read, contribution, attribution method),
+# strongest first: the fields of udfs.scoring.SCORE_TYPE's explanation entries.
+Explanation = list[tuple[str, float, float, str | None]]
 
 
 @dataclass(frozen=True)
@@ -257,10 +259,12 @@ def _detector_scores(
     # score_column's slots: at most min(top_k, n_features), only for flagged rows,
     # each with the row's value as read (before the bundle's imputation).
     k = min(top_k, len(bundle.features), out.feature.shape[1])
+    # One attribution method per batch, named as score_column names it.
+    method = METHODS[out.method] if out.method >= 0 else None
     explanation: list[Explanation] = [[] for _ in range(len(features))]
     for row in np.flatnonzero(out.is_anomaly):
         explanation[row] = [
-            (bundle.features[j], float(X[row, j]), float(out.contribution[row, s]))
+            (bundle.features[j], float(X[row, j]), float(out.contribution[row, s]), method)
             for s in range(k)
             if (j := int(out.feature[row, s])) >= 0
         ]

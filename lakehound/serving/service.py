@@ -242,8 +242,8 @@ class Service:
                 for m in members
             },
             "explanation": [
-                {"feature": f, "value": _clean(v), "contribution": _clean(ct)}
-                for f, v, ct in s.explanation[row]
+                {"feature": f, "value": _clean(v), "contribution": _clean(ct), "method": m}
+                for f, v, ct, m in s.explanation[row]
             ],
             "contributions": s.contributions[row],
             "model_version": s.model_version,

@@ -73,8 +73,9 @@ def test_pandas_path_matches_spark_path(
         want_expl = [
             (e["feature"], e["value"], e["contribution"]) for e in want["_ens_explanation"]
         ]
-        assert [(f, v) for f, v, _ in got.explanation[i]] == [(f, v) for f, v, _ in want_expl]
-        assert [c for *_, c in got.explanation[i]] == pytest.approx([c for *_, c in want_expl])
+        assert [(f, v) for f, v, *_ in got.explanation[i]] == [(f, v) for f, v, _ in want_expl]
+        assert [e[2] for e in got.explanation[i]] == pytest.approx([c for *_, c in want_expl])
+        assert [e[3] for e in got.explanation[i]] == [e["method"] for e in want["_ens_explanation"]]
         for m in members:
             d = got.detectors[m.id]
             assert d.severity[i] == pytest.approx(want[m.id]["severity"], abs=1e-9)
