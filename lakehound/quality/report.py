@@ -49,7 +49,13 @@ NAB_DETECTORS: dict[str, dict[str, Any]] = nab.DETECTORS
 
 
 def tabular_detectors() -> dict[str, dict[str, Any]]:
-    return {n: {} for n in available() if not get(n).sequential}
+    """Detectors of feature rows: not the series ones, not the log-session ones (whose
+    ``input_kind`` is key counts or key sequences)."""
+    return {
+        n: {}
+        for n in available()
+        if not get(n).sequential and getattr(get(n), "input_kind", None) is None
+    }
 
 
 def build(nab_detectors: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
