@@ -49,7 +49,7 @@ typecheck: setup
 	$(VENV)/bin/mypy lakehound jobs udfs schemas $(wildcard dags/*.py) $(wildcard bench/*.py)
 
 test-fast: setup
-	$(PY) -m pytest --durations=15
+	$(PY) -m pytest --durations=30
 
 # The slowest tests are listed at the end: the integration run dominates CI time.
 test-integration: setup

@@ -245,7 +245,12 @@ def beeline(
     )
     # beeline -f exits 0 even when a statement fails; its errors start with "Error:".
     if out.returncode != 0 or "Error:" in out.stderr:
-        raise SetupError(f"beeline failed ({out.returncode}): {out.stderr[-2000:]}")
+        # The server's "Error: ..." lines name the cause (error class, table, state);
+        # the Java stack trace after them does not, so they lead the message and the
+        # trace is cut rather than the cause.
+        causes = [line for line in out.stderr.splitlines() if line.startswith("Error:")]
+        head = "\n".join(c[:1000] for c in causes[:5])
+        raise SetupError(f"beeline failed ({out.returncode}): {head}\n{out.stderr[-1000:]}")
     # Without a terminal beeline still echoes its prompt (``0: jdbc:hive2://...> ``)
     # in front of a result's header line, even with --silent: strip it, and drop the
     # prompt-only lines a script's comments and blank statements leave.

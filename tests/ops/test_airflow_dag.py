@@ -31,10 +31,6 @@ pytestmark = pytest.mark.integration
 
 AIRFLOW = ROOT / ".venv-airflow" / "bin" / "airflow"
 DAG = "lakehound_daily"
-# Two DAG runs plus `airflow db migrate`, on a shared 2-core machine; the first run's
-# maintain task alone is ~90 s (OPTIMIZE + VACUUM of 15 small tables, 3-7 s each).
-# Measured 432 s in all on a quiet machine.
-BUDGET_S = 9 * 60
 
 
 def _airflow(env: dict[str, str], *args: str, log: Path) -> None:
@@ -135,4 +131,3 @@ def test_daily_dag_runs_one_date_idempotently(
 
     elapsed = time.monotonic() - started
     print(f"airflow integration test: {elapsed:.0f}s")
-    assert elapsed < BUDGET_S, f"took {elapsed:.0f}s, budget {BUDGET_S}s"
