@@ -29,7 +29,6 @@ import csv
 import json
 import os
 import pickle
-import socket
 import subprocess
 import sys
 import time
@@ -42,6 +41,8 @@ import numpy as np
 # At module level: FastAPI resolves the endpoint's annotations from here.
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+
+from lakehound.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf" / "transactions.yaml"
@@ -71,12 +72,6 @@ def events(work: Path) -> list[dict[str, str]]:
         with part.open(newline="", encoding="utf-8") as fh:
             rows.extend(csv.DictReader(fh))
     return sorted(rows, key=lambda r: r["event_ts"])
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait(url: str, proc: subprocess.Popen[bytes], timeout: float = 600) -> None:

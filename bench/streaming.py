@@ -23,7 +23,6 @@ import json
 import math
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from lakehound.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 KAFKA_SH = ROOT / "scripts" / "kafka" / "kafka.sh"
@@ -55,20 +56,6 @@ MIN_VERDICT_BATCHES = 5
 # one another only if this and the seconds per rate are the same (bench.run --merge).
 WORKLOAD = {"accounts": ACCOUNTS, "merchants": MERCHANTS, "per_account_day": PER_ACCOUNT_DAY,
             "drain_seconds": DRAIN_SECONDS}  # fmt: skip
-
-
-def free_port() -> int:
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        with socket.socket() as s2:
-            try:
-                s2.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free pair of ports")
 
 
 def event(i: int, prefix: str, rnd: random.Random) -> str:
@@ -363,7 +350,7 @@ def main() -> None:
     rates = [int(r) for r in params.get("rates", [1000, 5000])]
     seconds = float(params.get("seconds", 30))
     work = Path(params.get("workdir") or tempfile.mkdtemp(prefix="lakehound-bench-stream-"))
-    port = free_port()
+    port = free_port(adjacent=2)
     env = {**os.environ, "KAFKA_PORT": str(port)}
     subprocess.run([str(KAFKA_SH), "start", str(work / "kafka")], env=env, check=True, timeout=120)
     try:

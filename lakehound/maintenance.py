@@ -53,17 +53,7 @@ def dataset_tables(spark: SparkSession, cfg: Config) -> list[str]:
     from delta.tables import DeltaTable
 
     root = io.table_path(cfg, "").rstrip("/")
-    jvm = spark.sparkContext._jvm
-    assert jvm is not None
-    hpath = jvm.org.apache.hadoop.fs.Path(root)
-    fs = hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
-    if not fs.exists(hpath):
-        return []
-    names = [s.getPath().getName() for s in fs.listStatus(hpath) if s.isDirectory()]
-    return sorted(
-        n for n in names
-        if not n.startswith(("_", ".")) and DeltaTable.isDeltaTable(spark, f"{root}/{n}")
-    )  # fmt: skip
+    return [n for n in table_dirs(spark, cfg) if DeltaTable.isDeltaTable(spark, f"{root}/{n}")]
 
 
 def table_dirs(spark: SparkSession, cfg: Config) -> list[str]:

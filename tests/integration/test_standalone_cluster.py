@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,16 +19,12 @@ from pathlib import Path
 
 import pytest
 
+from lakehound.ports import free_port
+
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_for(log: Path, needle: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
@@ -70,7 +65,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     work = tmp_path_factory.mktemp("standalone")
     env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": sys.executable}
-    port, ui = _free_port(), _free_port()
+    port, ui = free_port(), free_port()
     url = f"spark://127.0.0.1:{port}"
     master = _start(
         ["org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port),
@@ -82,7 +77,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         _wait_for(work / "master.log", "I have been elected leader", master, 90)
         worker = _start(
             ["org.apache.spark.deploy.worker.Worker", url, "--host", "127.0.0.1", "--cores", "2",
-             "--memory", "3g", "--webui-port", str(_free_port()), "--work-dir", str(work / "w")],
+             "--memory", "3g", "--webui-port", str(free_port()), "--work-dir", str(work / "w")],
             work / "worker.log", env,
         )  # fmt: skip
         _wait_for(work / "worker.log", "Successfully registered with master", worker, 90)

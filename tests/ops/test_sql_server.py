@@ -20,17 +20,12 @@ import pytest
 
 from lakehound import sqlserver
 from lakehound.errors import SetupError
+from lakehound.ports import free_port
 
 from .conftest import BAD_ROWS, ROOT, OpsLakehouse, table
 
 pytestmark = pytest.mark.integration
 SQL = ROOT / "sql"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -46,7 +41,7 @@ def thrift(
 ) -> Iterator[Server]:
     """A running server with the test lakehouse registered; always stopped afterwards."""
     state = tmp_path_factory.mktemp("thrift")
-    port = _free_port()
+    port = free_port()
     try:
         sqlserver.start("127.0.0.1", port, state=state)
         sets = [a for o in ops_lakehouse.overrides for a in ("--set", o)]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from pyspark.sql import SparkSession
 from jobs import generate, pipeline
 from lakehound.cli import RunContext
 from lakehound.config import Config, load_config
+from lakehound.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = [
@@ -71,12 +71,6 @@ def lakehouse(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> 
     )  # fmt: skip
     generate.run(spark, new, RunContext("generate", None))
     return Lakehouse(root, overrides, _csv_rows(root / "new"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -11,7 +11,6 @@ import json
 import os
 import random
 import shutil
-import socket
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,24 +19,11 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
+from lakehound.ports import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 KAFKA_SH = ROOT / "scripts" / "kafka" / "kafka.sh"
 KAFKA_JARS = ROOT / ".cache" / "kafka"
-
-
-def free_port() -> int:
-    # The broker needs two adjacent ports (client, controller): find a free pair.
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        with socket.socket() as s2:
-            try:
-                s2.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free pair of loopback ports")
 
 
 @dataclass
@@ -68,7 +54,7 @@ class Broker:
 def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     if not any(KAFKA_JARS.glob("kafka_2.12-*.jar")):
         pytest.skip("Kafka jars missing in .cache/kafka: run `make kafka-setup`")
-    broker = Broker(tmp_path_factory.mktemp("kafka"), free_port())
+    broker = Broker(tmp_path_factory.mktemp("kafka"), free_port(adjacent=2))
     broker.start()
     try:
         yield broker
