@@ -86,8 +86,39 @@ def _build(torch: Any, d: int, hidden: int) -> Any:
     return _Net()
 
 
+class TorchWeights:
+    """The fitted torch module of a detector, kept as numpy ``weights_`` for pickling.
+
+    The module itself (``net_``) is a cache: dropped when pickled, rebuilt from the
+    weights by :meth:`_build_net` on first use on the other side (a Spark executor,
+    the endpoint), so a bundle does not depend on torch's pickle format.
+    """
+
+    weights_: dict[str, np.ndarray]
+
+    def _build_net(self, torch: Any) -> Any:
+        raise NotImplementedError
+
+    def _keep(self, net: Any) -> None:
+        self.weights_ = {k: v.detach().cpu().numpy().copy() for k, v in net.state_dict().items()}
+        self.net_ = net.eval()
+
+    def _net(self, torch: Any) -> Any:
+        net = getattr(self, "net_", None)
+        if net is None:
+            net = self._build_net(torch)
+            net.load_state_dict({k: torch.from_numpy(v) for k, v in self.weights_.items()})
+            self.net_ = net.eval()
+        return net
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(vars(self))
+        state.pop("net_", None)
+        return state
+
+
 @register("lstm_quantile")
-class LSTMQuantileForecaster(QuantileIntervalDetector):
+class LSTMQuantileForecaster(TorchWeights, QuantileIntervalDetector):
     """A small probabilistic forecaster in the DeepAR / LSTM family, trained on quantiles.
 
     An LSTM (``hidden`` units, one layer) reads the previous ``context`` rows and
@@ -170,24 +201,10 @@ class LSTMQuantileForecaster(QuantileIntervalDetector):
                     opt.zero_grad()
                     loss.backward()
                     opt.step()
-            self.weights_ = {
-                k: v.detach().cpu().numpy().copy() for k, v in net.state_dict().items()
-            }
-        self.net_ = net.eval()
+            self._keep(net)
 
-    def _net(self, torch: Any) -> Any:
-        net = getattr(self, "net_", None)
-        if net is None:
-            net = _build(torch, len(self.mean_), self.hidden)
-            net.load_state_dict({k: torch.from_numpy(v) for k, v in self.weights_.items()})
-            self.net_ = net.eval()
-        return net
-
-    def __getstate__(self) -> dict[str, Any]:
-        # The torch module is a cache of weights_: rebuilt on the other side.
-        state = dict(vars(self))
-        state.pop("net_", None)
-        return state
+    def _build_net(self, torch: Any) -> Any:
+        return _build(torch, len(self.mean_), self.hidden)
 
     def forecast(self, X: np.ndarray) -> np.ndarray:
         """Per row and column: the (lower, median, upper) predicted quantiles, shape (n, d, 3)."""

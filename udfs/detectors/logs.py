@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from udfs.detectors.base import BaseDetector, NotFittedError, check_fraction, check_positive
-from udfs.detectors.deep import _has_torch, _single_thread
+from udfs.detectors.deep import TorchWeights, _has_torch, _single_thread
 from udfs.detectors.registry import register
 from udfs.detectors.series import _check_int
 
@@ -301,7 +301,7 @@ def _build_deeplog(torch: Any, n_codes: int, embed: int, hidden: int, layers: in
 
 
 @register("deeplog")
-class DeepLog(BaseDetector):
+class DeepLog(TorchWeights, BaseDetector):
     """DeepLog's key model (Du et al., CCS 2017): an LSTM predicts the next log key.
 
     Input: coded sessions (``input_kind = "sequences"``, see the module doc). Every
@@ -416,10 +416,7 @@ class DeepLog(BaseDetector):
                     opt.zero_grad()
                     loss.backward()
                     opt.step()
-            self.weights_ = {
-                k: v.detach().cpu().numpy().copy() for k, v in net.state_dict().items()
-            }
-        self.net_ = net.eval()
+            self._keep(net)
         if self.top_g is None:
             # The rank that all but (1 - train_quantile) of the normal sessions stay within.
             train = self._score(X)
@@ -427,18 +424,8 @@ class DeepLog(BaseDetector):
         else:
             self.threshold_ = float(self.top_g)
 
-    def _net(self, torch: Any) -> Any:
-        net = getattr(self, "net_", None)
-        if net is None:
-            net = _build_deeplog(torch, self.n_codes_, self.embed, self.hidden, self.layers)
-            net.load_state_dict({k: torch.from_numpy(v) for k, v in self.weights_.items()})
-            self.net_ = net.eval()
-        return net
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(vars(self))
-        state.pop("net_", None)
-        return state
+    def _build_net(self, torch: Any) -> Any:
+        return _build_deeplog(torch, self.n_codes_, self.embed, self.hidden, self.layers)
 
     def ranks(self, X: np.ndarray) -> list[np.ndarray]:
         """Per session, the rank (1 = most likely) of each observed key (and the end)."""
