@@ -30,7 +30,7 @@ import csv
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -74,27 +74,33 @@ def read_train(path: Path) -> list[list[str]]:
     return out
 
 
-def read_labelled(path: Path) -> tuple[list[list[str]], np.ndarray]:
-    """``Sequence,label`` CSV -> (sessions, labels 0/1)."""
+def _csv_rows(
+    path: Path, required: tuple[str, ...], what: str
+) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line number, row) of a CSV whose header has ``required``; errors name the file."""
     if not path.is_file():
-        raise DataError(f"{path}: labelled sessions file not found")
-    seqs: list[list[str]] = []
-    labels: list[int] = []
+        raise DataError(f"{path}: {what} not found")
     with path.open(encoding="utf-8", newline="") as fh:
         reader = csv.DictReader(fh)
-        if reader.fieldnames is None or not {"Sequence", "label"} <= set(reader.fieldnames):
-            raise DataError(
-                f"{path}: header must have 'Sequence' and 'label', got {reader.fieldnames}"
-            )
-        for row_no, row in enumerate(reader, start=2):
-            label = (row.get("label") or "").strip()
-            if label not in ("0", "1"):
-                raise DataError(f"{path}:{row_no}: column 'label' must be 0 or 1, got {label!r}")
-            keys = (row.get("Sequence") or "").split()
-            if not keys:
-                raise DataError(f"{path}:{row_no}: column 'Sequence' is empty")
-            seqs.append(keys)
-            labels.append(int(label))
+        if reader.fieldnames is None or not set(required) <= set(reader.fieldnames):
+            names = " and ".join(f"'{c}'" for c in required)
+            raise DataError(f"{path}: header must have {names}, got {reader.fieldnames}")
+        yield from enumerate(reader, start=2)
+
+
+def read_labelled(path: Path) -> tuple[list[list[str]], np.ndarray]:
+    """``Sequence,label`` CSV -> (sessions, labels 0/1)."""
+    seqs: list[list[str]] = []
+    labels: list[int] = []
+    for row_no, row in _csv_rows(path, ("Sequence", "label"), "labelled sessions file"):
+        label = (row.get("label") or "").strip()
+        if label not in ("0", "1"):
+            raise DataError(f"{path}:{row_no}: column 'label' must be 0 or 1, got {label!r}")
+        keys = (row.get("Sequence") or "").split()
+        if not keys:
+            raise DataError(f"{path}:{row_no}: column 'Sequence' is empty")
+        seqs.append(keys)
+        labels.append(int(label))
     if not seqs:
         raise DataError(f"{path}: no sessions")
     return seqs, np.asarray(labels, dtype=np.int64)
@@ -179,22 +185,14 @@ def hdfs_sessions(directory: Path, detectors: Sequence[str] = tuple(DETECTORS)) 
 
 def read_block_labels(path: Path) -> dict[str, int]:
     """loghub ``anomaly_label.csv`` (``BlockId,Label``: Normal / Anomaly) -> block -> 0/1."""
-    if not path.is_file():
-        raise DataError(f"{path}: label file not found")
     out: dict[str, int] = {}
-    with path.open(encoding="utf-8", newline="") as fh:
-        reader = csv.DictReader(fh)
-        if reader.fieldnames is None or not {"BlockId", "Label"} <= set(reader.fieldnames):
+    for row_no, row in _csv_rows(path, ("BlockId", "Label"), "label file"):
+        label = (row.get("Label") or "").strip()
+        if label not in ("Normal", "Anomaly"):
             raise DataError(
-                f"{path}: header must have 'BlockId' and 'Label', got {reader.fieldnames}"
+                f"{path}:{row_no}: column 'Label' must be Normal or Anomaly, got {label!r}"
             )
-        for row_no, row in enumerate(reader, start=2):
-            label = (row.get("Label") or "").strip()
-            if label not in ("Normal", "Anomaly"):
-                raise DataError(
-                    f"{path}:{row_no}: column 'Label' must be Normal or Anomaly, got {label!r}"
-                )
-            out[(row.get("BlockId") or "").strip()] = int(label == "Anomaly")
+        out[(row.get("BlockId") or "").strip()] = int(label == "Anomaly")
     return out
 
 
