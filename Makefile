@@ -11,7 +11,7 @@ ARGS ?=
 export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYSPARK_PYTHON := $(abspath $(PY))
 
-.PHONY: setup demo serve test test-fast test-integration test-quality lint typecheck test-suite \
+.PHONY: setup demo serve test test-fast test-integration test-quality lint typecheck test-suite test-lane-checks \
         generate pipeline dist bench bench-smoke clean
 
 # Everything that needs the network happens here, once: Python packages, the locked
@@ -58,7 +58,16 @@ test-integration: setup
 test-quality: setup
 	$(PY) -m pytest -m quality --durations=10
 
-test-suite: lint typecheck test-fast test-quality test-integration
+# Two lanes at once on the 2-core machine: the checks and in-process tiers (lint, mypy,
+# fast, quality: CPU-bound) beside the integration tier, which spends most of its time
+# waiting on the processes it starts (JVM start-ups, Kafka, Airflow, servers). -k: one
+# lane's failure does not stop the other, so a run reports every failure; -Oline keeps
+# each output line whole.
+test-suite:
+	$(MAKE) --no-print-directory -k -j2 -Oline test-lane-checks test-integration
+
+test-lane-checks:
+	$(MAKE) --no-print-directory -k -j1 lint typecheck test-fast test-quality
 
 # After set-up nothing may need the network, so where the machine allows it (root,
 # iproute2) the suite runs in a fresh network namespace with only loopback.
