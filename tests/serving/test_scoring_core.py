@@ -7,6 +7,7 @@ import datetime as dt
 import hashlib
 import pickle
 from collections.abc import Callable
+from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
 
@@ -37,7 +38,7 @@ def _member(name: str, params: dict[str, Any], X: np.ndarray, thr: Threshold) ->
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("ensemble", ["mean", "max"])
+@pytest.mark.parametrize("ensemble", ["mean", "max", "weighted"])
 def test_pandas_path_matches_spark_path(
     spark: SparkSession, make_cfg: Callable[..., Config], ensemble: str
 ) -> None:
@@ -47,6 +48,8 @@ def test_pandas_path_matches_spark_path(
         _member("robust_zscore", {}, train, Threshold("static", 3.0)),
         _member("isolation_forest", {"n_estimators": 30}, train, Threshold("contamination", 0.05)),
     ]
+    if ensemble == "weighted":
+        members = [replace(members[0], weight=3.0), replace(members[1], weight=7.0)]
     rows = rng.normal([50.0, 12.0, 2.0], [10.0, 3.0, 0.5], size=(40, 3))
     rows[3] = [95.0, 12.0, 9.0]
     rows[11] = [10.0, 2.0, 0.1]
@@ -65,22 +68,29 @@ def test_pandas_path_matches_spark_path(
     got = score_pandas(pdf, members, cfg)
 
     assert got.is_alert.sum() >= 1  # the planted rows make the test about alerts too
+    combined = 0  # alerts whose explanation merges both members' parts for a feature
     for i, eid in enumerate(pdf["event_id"]):
         want = spark_rows[eid]
         assert got.severity[i] == pytest.approx(want["_ens_severity"], abs=1e-9)
         assert got.flagged_by[i] == list(want["_flagged_by"])
         assert got.contributions[i] == pytest.approx(dict(want["_contributions"]), abs=1e-9)
+        # The combined explanation: same arithmetic in the same order, so the same
+        # doubles, and the same ranking (ties included).
         want_expl = [
-            (e["feature"], e["value"], e["contribution"]) for e in want["_ens_explanation"]
+            (e["feature"], e["value"], e["contribution"], e["method"])
+            for e in want["_ens_explanation"]
         ]
-        assert [(f, v) for f, v, *_ in got.explanation[i]] == [(f, v) for f, v, _ in want_expl]
-        assert [e[2] for e in got.explanation[i]] == pytest.approx([c for *_, c in want_expl])
-        assert [e[3] for e in got.explanation[i]] == [e["method"] for e in want["_ens_explanation"]]
+        assert got.explanation[i] == want_expl
+        if not got.is_alert[i]:
+            assert want_expl == []  # only the ensemble's alerts are explained
+        combined += any("+" in e[3] for e in want_expl)
         for m in members:
             d = got.detectors[m.id]
             assert d.severity[i] == pytest.approx(want[m.id]["severity"], abs=1e-9)
             assert d.raw[i] == pytest.approx(want[m.id]["raw_score"], abs=1e-9)
             assert bool(d.is_anomaly[i]) == want[m.id]["is_anomaly"]
+    # max takes one member's parts; mean and weighted merge both on shared features.
+    assert combined == 0 if ensemble == "max" else combined >= 1
 
     ctx: Any = SimpleNamespace(run_id="r1")
     wide = wide_frame(spark, pdf, got, members)
