@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -298,7 +298,9 @@ def _detector_scores(
     return DetectorScores(out.raw, out.severity, np.asarray(out.is_anomaly, bool), explanation)
 
 
-def combine_explanations(members: list[tuple[Explanation, float]], top_k: int) -> Explanation:
+def combine_explanations(
+    members: Sequence[tuple[Sequence[tuple[str, float, float, str | None]], float]], top_k: int
+) -> Explanation:
     """:func:`udfs.scoring.ensemble_explanation` for one row, in Python: the same
     entries, the same float operations in the same order, the same ranking.
 
