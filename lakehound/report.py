@@ -3,8 +3,8 @@
 The report (``<lakehouse>/<dataset>/_reports/run-<first>_<last>.html``) holds the run's
 volumes (in / validated / quarantined), alerts per detector, the top anomalies with
 their explanations (a bar per feature: its part of the severity, in points, by the
-named attribution method), a global feature importance chart per detector (mean
-|part| over its alerts), a chart of ensemble severity over time with the alerts
+named attribution method), a global feature importance chart per detector and for
+the ensemble (mean |part| over its alerts), a chart of ensemble severity over time with the alerts
 marked, and PR / ROC curves when a ``labels`` table exists. Charts are inline SVG written here (no
 plotting library): the file opens anywhere, offline, with no assets.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -112,8 +112,13 @@ def _explain(expl: Any) -> str:
 def _method(expl: Any) -> str:
     """The attribution method named by an explanation (tables written before it had
     one: empty)."""
-    methods = {e.asDict().get("method") for e in expl or []} - {None}
-    return ", ".join(sorted(methods))
+    return _method_names(e.asDict().get("method") for e in expl or [])
+
+
+def _method_names(methods: Iterable[str | None]) -> str:
+    """Distinct method names, sorted: an ensemble's combined entries name several
+    (``kernel_shap+max_z_shapley``), listed one by one."""
+    return ", ".join(sorted({m for ms in methods if ms for m in ms.split("+") if m}))
 
 
 def _svg_bars(items: list[tuple[str, float]], unit: str, width: int = 420) -> str:
@@ -151,29 +156,37 @@ def _alert_bars(expl: Any) -> str:
 
 
 def _importance(scores: Any) -> list[tuple[str, str, int, list[tuple[str, float]]]]:
-    """Per detector: (detector, method, alerts explained, top features by mean |part|
-    over those alerts, a feature outside an alert's top k counting as 0)."""
-    flagged = scores.where(
-        F.col("is_anomaly") & (F.col("detector") != "ensemble") & (F.size("explanation") > 0)
-    )
+    """Per detector, the ensemble first: (detector, methods, alerts explained, top
+    features by mean |part| over those alerts, a feature outside an alert's top k
+    counting as 0). The ensemble's parts are its members' combined on the severity
+    scale (:func:`lakehound.scoring.core.score_wide`), so its chart is comparable to
+    theirs; its combined entries name several methods (``a+b``), listed one by one."""
+    flagged = scores.where(F.col("is_anomaly") & (F.size("explanation") > 0))
     counts = {
         r["detector"]: r["n"]
         for r in flagged.groupBy("detector").agg(F.count("*").alias("n")).collect()
     }
+    entries = flagged.select("detector", F.explode("explanation").alias("e"))
     rows = (
-        flagged.select("detector", F.explode("explanation").alias("e"))
-        .groupBy("detector", F.col("e.feature").alias("feature"))
+        entries.groupBy("detector", F.col("e.feature").alias("feature"))
         .agg(F.sum(F.abs(F.col("e.contribution"))).alias("total"))
         .collect()
     )
-    methods = {
-        r["detector"]: _method(r["explanation"])
-        for r in flagged.groupBy("detector")
-        .agg(F.first("explanation").alias("explanation"))
-        .collect()
-    }
+    # Every method named in the detector's alerts (tables written before explanations
+    # named one have none).
+    has_method = "method" in scores.schema["explanation"].dataType.elementType.fieldNames()
+    methods = (
+        {
+            r["detector"]: _method_names(r["methods"])
+            for r in entries.groupBy("detector")
+            .agg(F.collect_set("e.method").alias("methods"))
+            .collect()
+        }
+        if has_method
+        else {}
+    )
     out = []
-    for det in sorted(counts):
+    for det in sorted(counts, key=lambda d: (d != "ensemble", d)):
         feats = sorted(
             (
                 (r["feature"], float(r["total"] or 0.0) / counts[det])

@@ -4,9 +4,16 @@ severity; TreeSHAP reproduces scikit-learn's path lengths."""
 
 from __future__ import annotations
 
-import numpy as np
-import pytest
+from collections.abc import Callable
+from types import SimpleNamespace
 
+import numpy as np
+import pandas as pd
+import pytest
+from pyspark.sql import Column, DataFrame
+
+from lakehound.config import Config
+from lakehound.scoring import Member, score_pandas
 from udfs import explain
 from udfs.bundle import ModelBundle
 from udfs.calibration import Threshold
@@ -182,3 +189,35 @@ def test_pca_shapley_is_exact_for_every_pca_score(mode: str) -> None:
     np.testing.assert_allclose(ex.attribution.phi.sum(axis=1), raw, rtol=1e-9)
     top = np.argmax(ex.parts, axis=1)
     assert np.mean(top == PLANTED) >= 0.9
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ensemble", ["weighted", "max"])
+def test_scoring_core_ensemble_explanation_names_the_planted_feature(
+    bundles: dict[str, ModelBundle], make_cfg: Callable[..., Config], ensemble: str
+) -> None:
+    """The ensemble explanation the scoring core writes (members' top parts, flagged
+    members only, combined on the severity scale) still ranks the planted feature
+    first."""
+    weights = {"robust_zscore": 0.4, "isolation_forest": 0.3, "lof": 0.3}
+    members = [
+        Member(m, SimpleNamespace(version="v1"), w, bundles[m].threshold, _no_spark, bundles[m])  # type: ignore[arg-type]
+        for m, w in weights.items()
+    ]
+    cfg = make_cfg(
+        "transactions", "scoring.alert_severity=95", f"scoring.ensemble={ensemble}",
+        "scoring.top_features=2",
+    )  # fmt: skip
+    got = score_pandas(pd.DataFrame(TEST, columns=FEATURES), members, cfg)
+    alerted = np.flatnonzero(got.is_alert[:N_PLANTED])
+    assert len(alerted) >= 20
+    explained = [i for i in alerted if got.explanation[i]]
+    assert len(explained) >= 0.9 * len(alerted)
+    top = np.array([FEATURES.index(got.explanation[i][0][0]) for i in explained])
+    assert np.mean(top == PLANTED[explained]) >= 0.9
+    # Clean rows that do not alert carry no explanation.
+    assert all(got.explanation[i] == [] for i in np.flatnonzero(~got.is_alert))
+
+
+def _no_spark(df: DataFrame) -> tuple[DataFrame, Column]:
+    raise AssertionError("score_pandas does not attach Spark columns")

@@ -164,19 +164,39 @@ def score_column(
     return F.when(s.isNotNull(), scored)
 
 
-def ensemble_explanation(members: Sequence[tuple[str, float]], top_k: int) -> Column:
+def ensemble_explanation(members: Sequence[tuple[str, float | Column]], top_k: int) -> Column:
     """The ensemble's explanation from its members' score structs (columns named by
     member id): per feature, the sum of the members' contributions times their
-    ensemble weights, strongest ``top_k`` first; ``method`` lists the members'
-    methods. Contributions are severity points (:mod:`udfs.explain`), so the parts
-    of a weighted-mean ensemble add up as its severity does; a member that did not
-    flag the row (no explanation) adds nothing.
+    ensemble weights, strongest ``top_k`` first. Contributions are severity points
+    (:mod:`udfs.explain`), so the parts of a weighted-mean ensemble add up as its
+    severity does; a member that did not flag the row (no explanation) adds nothing.
+
+    A weight is a number or a double column (a per-row weight, e.g. a ``max``
+    ensemble's choice of member); a member whose weight is 0 (or null) on a row is
+    left out there rather than listing its features at 0 points.
+
+    Per feature: ``value`` is the first member's (in ``members`` order; every member
+    reads the same row), ``contribution`` the sum over the entries in member order
+    then each member's explanation order, starting from 0.0, and ``method`` the
+    distinct methods of the members that contributed, sorted and joined by ``+``
+    (``max_z_shapley+tree_shap``; one name when they agree). Features are listed in
+    their first appearance's order, then stably sorted by descending
+    ``|contribution|`` (Spark's ``array_sort`` with a comparator is a TimSort), so
+    ties keep that order. :func:`lakehound.scoring.core.combine_explanations` is the
+    same arithmetic in Python, for the in-process path.
     """
     entry = SCORE_TYPE["explanation"].dataType
-    weighted = [
-        F.transform(F.coalesce(F.col(f"{m}.explanation"), F.array().cast(entry)), _times(w))
-        for m, w in members
-    ]
+    empty = F.array().cast(entry)
+    weighted = []
+    for m, w in members:
+        explanation = F.col(f"{m}.explanation")
+        if isinstance(w, Column):
+            explanation = F.when(w != 0, explanation)
+        elif w == 0:
+            continue
+        weighted.append(F.transform(F.coalesce(explanation, empty), _times(w)))
+    if not weighted:
+        return empty
     entries = F.concat(*weighted) if len(weighted) > 1 else weighted[0]
 
     def merge(name: Column) -> Column:
@@ -200,12 +220,14 @@ def ensemble_explanation(members: Sequence[tuple[str, float]], top_k: int) -> Co
     return F.slice(ranked, 1, top_k).cast(entry)
 
 
-def _times(weight: float) -> Callable[[Column], Column]:
+def _times(weight: float | Column) -> Callable[[Column], Column]:
+    factor = weight if isinstance(weight, Column) else F.lit(float(weight))
+
     def scale(e: Column) -> Column:
         return F.struct(
             e["feature"].alias("feature"),
             e["value"].alias("value"),
-            (e["contribution"] * F.lit(float(weight))).alias("contribution"),
+            (e["contribution"] * factor).alias("contribution"),
             e["method"].alias("method"),
         )
 

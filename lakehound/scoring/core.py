@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +42,7 @@ from lakehound.errors import ModelError
 from lakehound.features.build import source_of
 from lakehound.features.registry import registry_version
 from udfs.bundle import METHODS
-from udfs.scoring import SCORE_TYPE, score_column
+from udfs.scoring import SCORE_TYPE, ensemble_explanation, score_column
 
 if TYPE_CHECKING:
     from lakehound.cli import RunContext
@@ -114,8 +114,38 @@ def _share(members: list[Member], cfg: Config) -> dict[str, float]:
     return {k: 1.0 if cfg.scoring.ensemble == "max" else w for k, w in weights.items()}
 
 
+def _explanation_weights(
+    members: list[Member], cfg: Config, sev: dict[str, Column], combined: Column
+) -> list[tuple[str, float | Column]]:
+    """Each member's weight in the ensemble's explanation (see :func:`score_wide`)."""
+    if cfg.scoring.ensemble != "max":
+        return list(_share(members, cfg).items())
+    # The member(s) whose severity is the ensemble's, weight 1 split among ties.
+    at_max = {m.id: sev[m.id] == combined for m in members}
+    ties = sum((F.when(c, 1).otherwise(0) for c in at_max.values()), F.lit(0))
+    return [(k, F.when(c, F.lit(1.0) / ties).otherwise(F.lit(0.0))) for k, c in at_max.items()]
+
+
 def score_wide(features: DataFrame, members: list[Member], cfg: Config) -> DataFrame:
-    """One row per event: a struct column per detector plus the ensemble's columns."""
+    """One row per event: a struct column per detector plus the ensemble's columns.
+
+    The ensemble's explanation (alerted events only, ``severity >=
+    scoring.alert_severity``; others get an empty array) combines the members'
+    explanations with :func:`udfs.scoring.ensemble_explanation`, per feature the sum
+    of the members' parts times their weight, on the severity scale:
+
+    * ``weighted`` and ``mean``: the normalised ensemble weights, so the parts add up
+      as the weighted severity does (to it less the weighted base severity, for the
+      members' top ``scoring.top_features`` parts);
+    * ``max``: the severity is one member's, so the explanation is that member's
+      parts at weight 1 (the parts add up to the ensemble severity less that
+      member's base); members tied at the maximum share the weight 1 equally, and
+      the others add nothing. If that member did not flag the event (its threshold
+      is above the alert severity), the explanation is empty: its parts were not
+      computed and another member's would not add up to the ensemble's severity.
+
+    A member that did not flag the event has no explanation and adds nothing.
+    """
     df = features
     structs: list[Column] = []
     for m in members:
@@ -130,17 +160,14 @@ def score_wide(features: DataFrame, members: list[Member], cfg: Config) -> DataF
         combined = sum((sev[k] * w for k, w in weights.items()), F.lit(0.0))
     share = _share(members, cfg)
     contributions = F.create_map(*[x for k, w in share.items() for x in (F.lit(k), sev[k] * w)])
-    # The explanation of the member that is most sure this event is anomalous.
-    strongest = F.array_max(
-        F.array(
-            *[
-                F.struct(
-                    F.col(f"{m.id}.severity").alias("s"), F.col(f"{m.id}.explanation").alias("e")
-                )
-                for m in members
-            ]
-        )
-    )["e"]
+    # Only alerted events are explained, as a member explains only its flagged rows.
+    entry = SCORE_TYPE["explanation"].dataType
+    explanation = F.when(
+        combined >= cfg.scoring.alert_severity,
+        ensemble_explanation(
+            _explanation_weights(members, cfg, sev, combined), cfg.scoring.top_features
+        ),
+    ).otherwise(F.array().cast(entry))
     flagged_by = F.filter(
         F.array(*[F.when(F.col(f"{m.id}.is_anomaly"), F.lit(m.id)) for m in members]),
         lambda x: x.isNotNull(),
@@ -149,7 +176,7 @@ def score_wide(features: DataFrame, members: list[Member], cfg: Config) -> DataF
         "*",
         combined.alias("_ens_severity"),
         contributions.alias("_contributions"),
-        strongest.alias("_ens_explanation"),
+        explanation.alias("_ens_explanation"),
         flagged_by.alias("_flagged_by"),
     )
 
@@ -271,6 +298,37 @@ def _detector_scores(
     return DetectorScores(out.raw, out.severity, np.asarray(out.is_anomaly, bool), explanation)
 
 
+def combine_explanations(
+    members: Sequence[tuple[Sequence[tuple[str, float, float, str | None]], float]], top_k: int
+) -> Explanation:
+    """:func:`udfs.scoring.ensemble_explanation` for one row, in Python: the same
+    entries, the same float operations in the same order, the same ranking.
+
+    ``members``: each member's explanation of the row with its weight, in member
+    order. A member with weight 0 is left out; per feature, ``value`` is the first
+    entry's, ``contribution`` is ``0.0 + c1 * w1 + c2 * w2 ...`` over the entries
+    in order, ``method`` the sorted distinct methods joined by ``+``; features in
+    first-appearance order, then stably sorted by descending ``|contribution|``
+    (Spark's comparator sort is a stable TimSort too), the first ``top_k`` kept.
+    """
+    entries = [
+        (f, v, c * w, method)
+        for explanation, w in members
+        if w != 0
+        for f, v, c, method in explanation
+    ]
+    merged: Explanation = []
+    for name in dict.fromkeys(e[0] for e in entries):
+        mine = [e for e in entries if e[0] == name]
+        total = 0.0
+        for e in mine:
+            total = total + e[2]
+        # array_join skips nulls (a method is null only in a batch nothing flagged).
+        methods = sorted({e[3] for e in mine if e[3] is not None})
+        merged.append((name, mine[0][1], total, "+".join(methods)))
+    return sorted(merged, key=lambda e: -abs(e[2]))[:top_k]
+
+
 def score_pandas(features: pd.DataFrame, members: list[Member], cfg: Config) -> BatchScores:
     """:func:`score_wide` for an in-process batch: same members, same numbers."""
     if not members:
@@ -293,17 +351,25 @@ def score_pandas(features: pd.DataFrame, members: list[Member], cfg: Config) -> 
             combined = combined + per[k].severity * w
     share = _share(members, cfg)
     contributions = [{k: float(per[k].severity[i] * w) for k, w in share.items()} for i in range(n)]
-    explanation: list[Explanation] = []
-    for i in range(n):
-        # array_max over struct(severity, explanation): severity first, then the
-        # explanation entries field by field, as Spark orders structs.
-        best = max((per[m.id].severity[i], per[m.id].explanation[i]) for m in members)
-        explanation.append(best[1])
+    is_alert = combined >= cfg.scoring.alert_severity
+    explanation: list[Explanation] = [[] for _ in range(n)]
+    for i in np.flatnonzero(is_alert):
+        if cfg.scoring.ensemble == "max":
+            # score_wide's _explanation_weights: weight 1 split among the member(s)
+            # at the maximum severity, the same comparison and division.
+            at_max = {m.id: bool(per[m.id].severity[i] == combined[i]) for m in members}
+            ties = sum(1 for c in at_max.values() if c)
+            weights = [(k, 1.0 / ties if c else 0.0) for k, c in at_max.items()]
+        else:
+            weights = list(share.items())
+        explanation[i] = combine_explanations(
+            [(per[k].explanation[i], w) for k, w in weights], top_k
+        )
     flagged = [[m.id for m in members if per[m.id].is_anomaly[i]] for i in range(n)]
     return BatchScores(
         detectors=per,
         severity=combined,
-        is_alert=combined >= cfg.scoring.alert_severity,
+        is_alert=is_alert,
         contributions=contributions,
         explanation=explanation,
         flagged_by=flagged,

@@ -63,7 +63,19 @@ def test_alert_explanations_name_the_deviating_feature(
     top = a["explanation"][0]
     assert (top["feature"], top["value"]) in {("velocity", 9.0), ("amount", 95.0)}
     assert 0 < top["contribution"] < 100
-    assert top["method"] in {"max_z_shapley", "tree_shap"}
+    # The ensemble (mean) explains by both members' parts, half each, per feature.
+    e7 = wide.where("event_id = 'e7'").first()
+    assert e7 is not None
+    both = {
+        m: {e["feature"]: e for e in e7[m]["explanation"]}
+        for m in ("robust_zscore", "isolation_forest")
+    }
+    shared = [m for m in both if top["feature"] in both[m]]
+    assert top["contribution"] == pytest.approx(
+        sum(0.5 * both[m][top["feature"]]["contribution"] for m in shared), rel=1e-12
+    )
+    assert top["method"] == "+".join(sorted(both[m][top["feature"]]["method"] for m in shared))
+    assert set(top["method"].split("+")) <= {"max_z_shapley", "tree_shap"}
     # The robust z member: |z| per feature from the training median / MAD, then the
     # Shapley values of their maximum (features leaving the median one at a time),
     # rescaled to the row's severity (the base, every feature at its median, is 0).

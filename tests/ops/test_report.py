@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable
+from xml.etree import ElementTree
 
 from pyspark.sql import SparkSession
 
@@ -68,3 +70,49 @@ def test_report_volumes_detectors_top_and_curves(
     # Severity ranks both labelled anomalies first: AP = 1, ROC-AUC = 1.
     assert "ensemble AP 1.000" in text and "ensemble AUC 1.000" in text
     assert text.count('r="2.5" fill="#d62728"') == 1  # one alert point on the timeline
+
+
+def test_report_global_importance_includes_the_combined_ensemble(
+    spark: SparkSession, make_cfg: Callable[..., Config]
+) -> None:
+    cfg = make_cfg("transactions")
+    ts = dt.datetime(2024, 1, 8, 12)
+    # The ensemble's combined explanations (members' parts x weights, methods joined
+    # by +) for its 2 alerts: amount_z mean |part| (9 + 5) / 2 = 7, hour 1 / 2 = 0.5.
+    ens = {
+        1: [("amount_z", 7.5, 9.0, "max_z_shapley+tree_shap"), ("hour", 3.0, -1.0, "tree_shap")],
+        2: [("amount_z", 9.0, 5.0, "max_z_shapley")],
+    }
+    zscore = {1: [("amount_z", 7.5, 6.0, "max_z_shapley")]}
+    rows = []
+    for i, sev in enumerate([99.0, 98.0, 10.0], start=1):
+        rows.append((f"e{i}", "a", ts, D, "ensemble", sev, sev, i <= 2, 97.0, "v1", ens.get(i, [])))
+        z = zscore.get(i, [])
+        rows.append((f"e{i}", "a", ts, D, "zscore", sev, sev, bool(z), 4.0, "v1", z))
+    spark.createDataFrame(rows, SCORES).write.format("delta").mode("overwrite").save(
+        io.table_path(cfg, "scores")
+    )
+    spark.createDataFrame(
+        [(f"e{i}", "a", ts, D, sev, ["zscore"], ens[i]) for i, sev in ((1, 99.0), (2, 98.0))],
+        "event_id string, entity_id string, event_ts timestamp, event_date date, severity double, "
+        f"detectors array<string>, explanation {EXPL}",
+    ).write.format("delta").save(io.table_path(cfg, "alerts"))
+
+    text = report.write_report(spark, cfg, [D], {"rows_in": 3.0}).read_text(encoding="utf-8")
+    section = text[text.index("<h2>Global feature importance") :]
+    section = section[: section.index("<h2>", 4)]
+    # The ensemble first, its methods listed one by one; then each member.
+    assert section.index("ensemble (max_z_shapley, tree_shap, 2 alerts)") < section.index(
+        "zscore (max_z_shapley, 1 alerts)"
+    )
+    ens_chart = section[: section.index("zscore (")]
+    assert "<title>amount_z: +7 severity points</title>" in ens_chart
+    assert "<title>hour: +0.5 severity points</title>" in ens_chart
+    assert "<title>amount_z: +6 severity points</title>" in section[len(ens_chart) :]
+    # The top alerts' method column lists the combined entries' methods one by one.
+    assert "<td>max_z_shapley, tree_shap</td>" in text
+    # Every chart of the section is well-formed XML (inline SVG).
+    svgs = re.findall(r"<svg .*?</svg>", section)
+    assert len(svgs) == 2
+    for svg in svgs:
+        ElementTree.fromstring(svg)

@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -75,6 +76,7 @@ def _num(text: str) -> float | None:
 def test_every_query_file_is_tested() -> None:
     tested = {
         "top_anomalies.sql",
+        "feature_importance.sql",
         "alert_volume.sql",
         "precision_over_time.sql",
         "quarantine_reasons.sql",
@@ -112,6 +114,37 @@ def test_top_anomalies(server: str, ops_lakehouse: OpsLakehouse) -> None:
         expl = a["explanation"][:3]  # type: ignore[index]
         want = [f"{e['feature']}={e['value']:,.3f}" for e in expl]
         assert r["top_features"] == "[" + ",".join(f'"{w}"' for w in want) + "]"
+
+
+def test_feature_importance(server: str, ops_lakehouse: OpsLakehouse) -> None:
+    scores: list[dict[str, Any]] = table(ops_lakehouse.cfg, "scores")
+    latest = max(r["event_date"] for r in scores)
+    flagged = [
+        r for r in scores if r["event_date"] == latest and r["is_anomaly"] and r["explanation"]
+    ]
+    alerts = Counter(r["detector"] for r in flagged)
+    total: dict[tuple[str, str], float] = {}
+    for r in flagged:
+        for e in r["explanation"]:
+            key = (r["detector"], e["feature"])
+            total[key] = total.get(key, 0.0) + abs(e["contribution"])
+    want: list[tuple[str, str, str, str, float]] = []
+    for det in sorted(alerts, key=lambda d: (d != "ensemble", d)):
+        feats = sorted(
+            ((f, t) for (d, f), t in total.items() if d == det), key=lambda ft: (-ft[1], ft[0])
+        )[:10]
+        want += [
+            (det, str(alerts[det]), str(i), f, t / alerts[det])
+            for i, (f, t) in enumerate(feats, start=1)
+        ]
+    got = query(server, "feature_importance.sql")
+    assert [(r["detector"], r["alerts"], r["rank"], r["feature"]) for r in got] == [
+        w[:4] for w in want
+    ]
+    for r, w in zip(got, want, strict=True):
+        assert float(r["mean_abs_part"]) == pytest.approx(w[4], abs=0.0051)
+        if r["rank"] == "1":  # the bar is scaled to the detector's strongest feature
+            assert r["bar"] == "#" * 20
 
 
 def test_alert_volume(server: str, ops_lakehouse: OpsLakehouse) -> None:
