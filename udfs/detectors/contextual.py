@@ -253,15 +253,14 @@ class _CadOse:
         max_left_semi_contexts_length: int,
         max_active_neurons: int,
         bits: int,
+        grow_range: bool = False,
     ) -> None:
-        self.min_value = min_value
         self.rest_period = rest_period
         self.base_threshold = base_threshold
         self.max_active_neurons = max_active_neurons
         self.bits = bits
-        max_bin = 2.0**bits - 1.0
-        full_range = max_value - min_value
-        self.step_size = (full_range if full_range > 0 else max_bin) / max_bin
+        self.grow_range = grow_range
+        self._set_range(min_value, max_value)
         self.left_facts: tuple[int, ...] = ()
         self.ops = _ContextOperator(max_left_semi_contexts_length)
         self.history = [1.0]
@@ -287,6 +286,12 @@ class _CadOse:
         )
         return share_active, share_new
 
+    def _set_range(self, min_value: float, max_value: float) -> None:
+        self.min_value, self.max_value = min_value, max_value
+        max_bin = 2.0**self.bits - 1.0
+        full_range = max_value - min_value
+        self.step_size = (full_range if full_range > 0 else max_bin) / max_bin
+
     def _facts(self, value: float) -> set[int]:
         level = int((value - self.min_value) / self.step_size)
         digits = bin(abs(level))[2:].rjust(self.bits, "0")
@@ -301,6 +306,10 @@ class _CadOse:
         recent = self.history[-int(self.rest_period) :] if int(self.rest_period) else []
         out = current if not recent or max(recent) < self.base_threshold else 0.0
         self.history.append(current)
+        if self.grow_range and not self.min_value <= value <= self.max_value:
+            # This row was encoded with the old range (facts never seen: its anomaly);
+            # later rows are encoded in the range that includes it.
+            self._set_range(min(self.min_value, value), max(self.max_value, value))
         return out
 
 
@@ -322,6 +331,8 @@ class ContextualAnomalyDetectorOSE(BaseDetector):
         max_left_semi_contexts_length: int = 7,
         max_active_neurons: int = 15,
         bits: int = 3,
+        range_margin: float = 0.0,
+        grow_range: bool = False,
     ) -> None:
         self.base_threshold = check_fraction("base_threshold", base_threshold)
         self.rest_fraction = check_fraction("rest_fraction", rest_fraction)
@@ -335,10 +346,16 @@ class ContextualAnomalyDetectorOSE(BaseDetector):
         self.max_left_semi_contexts_length = int(max_left_semi_contexts_length)
         self.max_active_neurons = int(max_active_neurons)
         self.bits = int(bits)
+        if isinstance(range_margin, bool) or not 0.0 <= float(range_margin) < 100.0:
+            raise ValueError(f"range_margin must be in [0, 100), got {range_margin!r}")
+        self.range_margin = float(range_margin)
+        self.grow_range = bool(grow_range)
 
     def _fit(self, X: np.ndarray) -> None:
-        self.min_ = X.min(axis=0)
-        self.max_ = X.max(axis=0)
+        lo, hi = X.min(axis=0), X.max(axis=0)
+        pad = self.range_margin * (hi - lo)
+        self.min_ = lo - pad
+        self.max_ = hi + pad
         self.rest_period_ = self.rest_fraction * X.shape[0]
 
     def _score(self, X: np.ndarray) -> np.ndarray:
@@ -352,6 +369,7 @@ class ContextualAnomalyDetectorOSE(BaseDetector):
                 self.max_left_semi_contexts_length,
                 self.max_active_neurons,
                 self.bits,
+                self.grow_range,
             )
             out[:, j] = [cad.score_one(float(v)) for v in X[:, j]]
         return out.max(axis=1)
