@@ -213,3 +213,39 @@ def test_fast_port_matches_the_original_across_a_level_shift() -> None:
     ref, fast = _both(values, 450)
     assert fast == ref
     assert max(ref[2000:2010]) > 0.75  # the original sees the shift at once
+
+
+def test_detector_encodes_in_the_training_range_widened_by_the_margin() -> None:
+    rng = np.random.default_rng(5)
+    values = 50.0 + 10.0 * np.sin(np.arange(800) / 20.0) + rng.normal(0.0, 1.0, 800)
+    values[600] = 200.0
+    train = values[:300]
+    lo, hi = float(train.min()), float(train.max())
+    for margin in (0.0, 0.5):
+        pad = margin * (hi - lo)
+        ref = _RefCadOse(lo - pad, hi + pad, rest_period=0.2 * 300)
+        expected = [ref.score_one(float(v)) for v in values]
+        det = create("cad_ose", range_margin=margin).fit(train[:, None])
+        assert det.score(values[:, None]).tolist() == expected
+    default = create("cad_ose").fit(train[:, None])
+    assert default.min_[0] == pytest.approx(lo - 0.5 * (hi - lo))
+    assert default.max_[0] == pytest.approx(hi + 0.5 * (hi - lo))
+
+
+def test_grow_range_widens_the_encoding_after_an_out_of_range_row() -> None:
+    cad = _CadOse(0.0, 7.0, 0.75, 10, 7, 15, 3, grow_range=True)
+    # Step 1.0: 3 is level 3 (bits 1,1,0 from the lowest: facts 1, 3, 4).
+    assert cad._facts(3.0) == {1, 3, 4}
+    cad.score_one(3.0)
+    assert (cad.min_value, cad.max_value) == (0.0, 7.0)  # inside: unchanged
+    # 14 is scored in the old range (level 14: a fourth bit, fact 7), then the range
+    # becomes [0, 14]: step 2, so 3 is now level 1 (facts 1, 2, 4).
+    assert cad._facts(14.0) == {0, 3, 5, 7}
+    cad.score_one(14.0)
+    assert (cad.min_value, cad.max_value, cad.step_size) == (0.0, 14.0, 2.0)
+    assert cad._facts(3.0) == {1, 2, 4}
+
+
+def test_bad_range_margin_fails_at_construction() -> None:
+    with pytest.raises(ValueError, match="range_margin"):
+        create("cad_ose", range_margin=-0.1)
