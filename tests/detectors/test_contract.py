@@ -21,7 +21,10 @@ FAST: dict[str, dict[str, Any]] = {
     "seasonal_zscore": {"period": 24},
     # Planted rows are 83+ rows apart: a shorter suppression than the default keeps each.
     "likelihood": {"rest": 20},
-    "cad_ose": {"rest_fraction": 0.05},
+    # The training range as is (the default widens it 2x, best on NAB): the planted
+    # spikes stay inside the range, 2.6-3.3 of its levels high; in the default's
+    # twice-as-wide levels (1.3-1.6 levels) they rank below the 98th inlier percentile.
+    "cad_ose": {"rest_fraction": 0.05, "range_margin": 0.0},
     "deeplog": {"window": 4, "epochs": 3},
 }
 # Online detectors learn from the rows they score: they score the series from its start

@@ -95,3 +95,17 @@ def test_nab_likelihood_stage_lifts_the_series_detectors() -> None:
         assert res[det]["low_fn"]["score"] >= res[det]["standard"]["score"]
     raw = nab.run({"holt_winters": {}}, likelihood=False)
     assert raw["holt_winters"]["standard"]["score"] < 10.0  # what the stage fixes
+
+
+def test_nab_cad_ose_and_the_series_ensemble_reach_the_target() -> None:
+    # Measured on the 35 shared series (standard / low FP / low FN): cad_ose 58.9 /
+    # 49.0 / 64.7, the ensemble (cad_ose 4 + robust z 1) 60.9 / 50.5 / 66.7; the
+    # issue's target is 60 standard. About 90 s, nearly all of it cad_ose.
+    members = {name: nab.DETECTORS[name] for name in nab.ENSEMBLE}
+    res = nab.run(members, ensembles={"ensemble": nab.ENSEMBLE})
+    assert res["cad_ose"]["standard"]["score"] >= 56.0, res["cad_ose"]
+    assert res["ensemble"]["standard"]["score"] >= 60.0, res["ensemble"]
+    best_member = max(res[m]["standard"]["score"] for m in nab.ENSEMBLE)
+    assert res["ensemble"]["standard"]["score"] > best_member
+    for name in ("cad_ose", "ensemble"):
+        assert res[name]["low_fn"]["score"] >= res[name]["standard"]["score"]
