@@ -8,6 +8,7 @@ counted half. The tests compare both with scikit-learn on the same data.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -114,6 +115,15 @@ def summary(
     out["positives"] = float(np.sum(y))
     out["alerts"] = float(np.sum(flagged))
     return out
+
+
+def stored(v: float | None) -> float | None:
+    """A metric as a Delta / JSON value: NaN and infinities become null.
+
+    An undefined metric (no positive, empty sample) is NaN in numpy; stored it
+    must read as "missing", not as a number that sorts or averages.
+    """
+    return None if v is None or not math.isfinite(v) else float(v)
 
 
 def card_precision_at_k(

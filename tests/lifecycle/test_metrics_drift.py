@@ -113,3 +113,14 @@ def test_handbook_split_drops_known_compromised_cards() -> None:
     assert list(zip(test["day"], test["card"], strict=True)) == [
         (d[3], "c"), (d[3], "e"), (d[4], "d"), (d[4], "e"),
     ]  # fmt: skip
+
+
+def test_stored_metric_values_are_finite_or_null() -> None:
+    # What the drift / evaluate / promote jobs hand to Delta: undefined metrics are null.
+    assert metrics.stored(None) is None
+    assert metrics.stored(float("nan")) is None
+    assert metrics.stored(np.float64("nan")) is None
+    assert metrics.stored(float("inf")) is None
+    assert metrics.stored(-np.inf) is None
+    got = metrics.stored(np.float64(0.25))
+    assert got == 0.25 and type(got) is float
