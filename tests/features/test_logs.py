@@ -11,6 +11,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
+from lakehound.config import GenerateSettings, LogGenerateSettings
 from lakehound.features import logs as L
 from lakehound.generators import logs as gen
 from lakehound.quality import bgl
@@ -179,7 +180,7 @@ def test_templates_mined_on_one_day_do_not_change_with_later_days(spark: SparkSe
 
 
 def test_log_generator_labels_its_anomalies(spark: SparkSession) -> None:
-    s = gen.LogGenerateSettings(days=1, hosts=4, events_per_host_minute=0.5)
+    s = GenerateSettings(days=1, logs=LogGenerateSettings(hosts=4, events_per_host_minute=0.5))
     raw, labels = gen.generate(spark, s)
     types = {r[0]: r[1] for r in labels.groupBy("anomaly_type").count().collect()}
     assert types[None] > 1000

@@ -13,6 +13,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
+from lakehound.config import GenerateSettings, SensorGenerateSettings
 from lakehound.features.registry import SERIES_SPECS, feature_names
 from lakehound.features.timeseries import (
     SeriesSpec,
@@ -124,7 +125,8 @@ def test_nab_series_features_and_labels(spark: SparkSession) -> None:
 
 
 def test_sensor_generator_labels_failures(spark: SparkSession) -> None:
-    s = gen.SensorGenerateSettings(days=2, machines=4, failure_rate_per_machine_day=0.5, seed=1)
+    sensors = SensorGenerateSettings(machines=4, failure_rate_per_machine_day=0.5)
+    s = GenerateSettings(days=2, seed=1, sensors=sensors)
     raw, labels = gen.generate(spark, s)
     assert raw.columns == ["machine_id", "event_ts", "temperature", "vibration", "pressure"]
     kinds = {r[0]: r[1] for r in labels.groupBy("anomaly_type").count().collect()}
