@@ -29,10 +29,10 @@ from lakehound.streaming.process import (
     classify_batch,
     features_for,
     history,
-    quarantine_rows,
     summarize,
 )
 from lakehound.streaming.sinks import merge_insert, merge_upsert
+from lakehound.validation.rules import quarantine_rows
 from schemas.transactions import TRANSACTIONS
 from tests.streaming.conftest import STREAM_START, make_events, poison_messages
 
