@@ -4,7 +4,6 @@ point-in-time correctness, NAB and the sensors generator."""
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -24,8 +23,9 @@ from lakehound.features.timeseries import (
     series_features,
 )
 from lakehound.generators import sensors as gen
+from tests.conftest import SHARED_DATA, require_shared
 
-NAB = Path(__file__).resolve().parents[3] / "shared" / "data" / "nab"
+NAB = SHARED_DATA / "nab"
 T0 = dt.datetime(2024, 1, 1, 0, 0, 0)
 M = dt.timedelta(minutes=1)
 SCHEMA = "series_id string, event_ts timestamp, value double"
@@ -104,8 +104,8 @@ def test_series_point_in_time(spark: SparkSession) -> None:
 
 
 @pytest.mark.quality
-@pytest.mark.skipif(not NAB.exists(), reason="shared NAB data not present")
 def test_nab_series_features_and_labels(spark: SparkSession) -> None:
+    require_shared(NAB)
     name = "realKnownCause/machine_temperature_system_failure.csv"
     raw = read_nab(spark, NAB, [name])
     n_raw = raw.count()

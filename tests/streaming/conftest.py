@@ -1,7 +1,7 @@
 """A real single-node Kafka broker (KRaft) for the streaming integration tests.
 
 Started with scripts/kafka/kafka.sh from the jars `make kafka-setup` put in .cache/kafka;
-the tests are skipped with the set-up step to run when those jars are missing.
+the tests fail naming the set-up step to run when those jars are missing.
 """
 
 from __future__ import annotations
@@ -55,7 +55,11 @@ class Broker:
 @pytest.fixture(scope="session")
 def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     if not any(KAFKA_JARS.glob("kafka_2.12-*.jar")):
-        pytest.skip("Kafka jars missing in .cache/kafka: run `make kafka-setup`")
+        # A failure, not a skip: the jars are part of the test environment.
+        pytest.fail(
+            f"Kafka jars missing in {KAFKA_JARS}: run `make kafka-setup` (part of `make setup`)",
+            pytrace=False,
+        )
     broker = Broker(tmp_path_factory.mktemp("kafka"), free_port(adjacent=2))
     broker.start()
     try:
