@@ -30,7 +30,7 @@ from lakehound.cli import RunContext, run_job
 from lakehound.config import Config
 from lakehound.dates import dates_present
 from lakehound.errors import InputError
-from lakehound.lifecycle import drift
+from lakehound.lifecycle import drift, metrics
 
 log = logging.getLogger("lakehound.drift")
 
@@ -78,8 +78,9 @@ def run(spark: SparkSession, cfg: Config, ctx: RunContext) -> dict[str, Any]:
     def add(kind: str, name: str, det: str, version: str, psi: float, ks: float,
             ref_v: float, rec_v: float, drifted: bool, level: str) -> None:  # fmt: skip
         out.append(
-            (kind, name, det, version, _num(psi), _num(ks), _num(ref_v), _num(rec_v), level,
-             drifted, False, ref_span, recent_span, ctx.run_id, now, recent[-1])
+            (kind, name, det, version, metrics.stored(psi), metrics.stored(ks),
+             metrics.stored(ref_v), metrics.stored(rec_v), level, drifted, False, ref_span,
+             recent_span, ctx.run_id, now, recent[-1])
         )  # fmt: skip
 
     # Features, reference at the pinned training version (time travel).
@@ -170,10 +171,6 @@ def run(spark: SparkSession, cfg: Config, ctx: RunContext) -> dict[str, Any]:
             )
             promote.run(spark, cfg, RunContext("promote", recent[-1], ctx.run_id))
     return {"retrain_recommended": recommended, "drifted": drifted, "rows": len(out)}
-
-
-def _num(v: float) -> float | None:
-    return None if v is None or not np.isfinite(v) else float(v)
 
 
 def main(argv: list[str] | None = None) -> int:

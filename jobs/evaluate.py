@@ -163,17 +163,13 @@ def to_table(spark: SparkSession, res: pd.DataFrame, ctx: RunContext) -> DataFra
                 r["window_end"], int(r["days"]), int(r["rows"]), int(r["positives"]),
                 int(r["alerts"]), int(r["tp"]), int(r["fp"]), int(r["fn"]),
                 float(r["precision"]), float(r["recall"]), float(r["f1"]),
-                _num(r["pr_auc"]), _num(r["roc_auc"]),
+                metrics.stored(r["pr_auc"]), metrics.stored(r["roc_auc"]),
                 {k: float(v) for k, v in (r["precision_at_k"] or {}).items()},
                 float(r["alerts_per_day"]), int(r["sample_rows"] or 0),
                 ctx.run_id, now, r["window_end"],
             )
         )  # fmt: skip
     return spark.createDataFrame(rows, EVALUATIONS_SCHEMA)
-
-
-def _num(v: Any) -> float | None:
-    return None if v is None or (isinstance(v, float) and np.isnan(v)) else float(v)
 
 
 def report(res: pd.DataFrame) -> str:

@@ -29,14 +29,12 @@ log = logging.getLogger("lakehound.generate")
 def build(spark: SparkSession, cfg: Config) -> tuple[DataFrame, DataFrame]:
     """(raw feed, labels) for the configured dataset."""
     g = cfg.generate
-    common = {"seed": g.seed, "start_date": g.start_date, "days": g.days}
     if cfg.dataset == "transactions":
         return transactions.generate(spark, g)
     if cfg.dataset == "logs":
-        return logs.generate(spark, logs.LogGenerateSettings(**common, **g.logs.model_dump()))
+        return logs.generate(spark, g)
     if cfg.dataset == "sensors":
-        settings = sensors.SensorGenerateSettings(**common, **g.sensors.model_dump())
-        return sensors.generate(spark, settings)
+        return sensors.generate(spark, g)
     raise ConfigError(
         f"dataset '{cfg.dataset}' has no generator (known: transactions, logs, sensors)"
     )

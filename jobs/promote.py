@@ -126,7 +126,7 @@ def run(spark: SparkSession, cfg: Config, ctx: RunContext) -> list[promotion.Dec
             rows.append(
                 (
                     det, cand.version, prod_version, min(dates), max(dates), len(sample.y),
-                    int(sample.y.sum()), _num(cand_ap), _num(prod_ap),
+                    int(sample.y.sum()), metrics.stored(cand_ap), metrics.stored(prod_ap),
                     cfg.evaluation.min_pr_auc_gain, decision.promote, decision.reason,
                     ctx.run_id, now,
                 )
@@ -135,10 +135,6 @@ def run(spark: SparkSession, cfg: Config, ctx: RunContext) -> list[promotion.Dec
         sample.df.unpersist()
     _record(spark, cfg, spark.createDataFrame(rows, PROMOTIONS_SCHEMA))
     return decisions
-
-
-def _num(v: float | None) -> float | None:
-    return None if v is None or np.isnan(v) else float(v)
 
 
 def _record(spark: SparkSession, cfg: Config, df: DataFrame) -> None:

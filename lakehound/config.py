@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from lakehound.errors import ConfigError
 
@@ -53,7 +60,11 @@ class InputSettings(_Model):
 
 
 class LogGenerateSettings(_Model):
-    """Generated application logs (dataset ``logs``); see lakehound.generators.logs."""
+    """Generated application logs (dataset ``logs``); see lakehound.generators.logs.
+
+    Only what is specific to logs: ``seed``, ``start_date`` and ``days`` are the
+    ``generate`` section's, shared by every generator (which takes that section).
+    """
 
     hosts: int = Field(12, ge=2)
     events_per_host_minute: float = Field(1.0, gt=0)
@@ -67,7 +78,10 @@ class LogGenerateSettings(_Model):
 
 
 class SensorGenerateSettings(_Model):
-    """Generated machine sensors (dataset ``sensors``); see lakehound.generators.sensors."""
+    """Generated machine sensors (dataset ``sensors``); see lakehound.generators.sensors.
+
+    As for logs, ``seed``, ``start_date`` and ``days`` come from the ``generate`` section.
+    """
 
     machines: int = Field(6, ge=1)
     step_seconds: int = Field(60, ge=1, le=3600)
@@ -77,6 +91,15 @@ class SensorGenerateSettings(_Model):
     downtime_hours: float = Field(2.0, ge=0)
     missing_rate: float = Field(0.002, ge=0, le=0.5)
     dropout_rate: float = Field(0.001, ge=0, le=0.5)
+
+    @model_validator(mode="after")
+    def _episode_fits_a_day(self) -> SensorGenerateSettings:
+        # Each episode lives inside its day, so two episodes never overlap.
+        if self.degradation_hours + self.downtime_hours >= 24:
+            raise ValueError("degradation_hours + downtime_hours must be < 24")
+        if self.failure_hours > self.degradation_hours:
+            raise ValueError("failure_hours must be <= degradation_hours")
+        return self
 
 
 class GenerateSettings(_Model):

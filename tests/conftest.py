@@ -15,6 +15,24 @@ from lakehound.session import build_session
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
+
+def require(path: Path, how: str) -> Path:
+    """``path``, or fail the test with a message naming it and how to provide it.
+
+    A failure, not a skip: the data, virtualenvs and jars these tests need are part
+    of the test environment, and a tier whose tests skip themselves reads as green
+    while checking nothing.
+    """
+    if not path.exists():
+        pytest.fail(f"{path} is missing: {how}", pytrace=False)
+    return path
+
+
+def require_shared(path: Path) -> Path:
+    """``path`` under ../shared/data (the real labelled datasets), or fail naming it."""
+    return require(path, f"the real datasets must be in {SHARED_DATA} (../shared/data)")
+
+
 # pyspark.pandas (imported by pyspark.testing and GX) wants this before a Spark
 # context starts; the session builder sets it for jobs.
 os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")

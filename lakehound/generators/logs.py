@@ -23,34 +23,13 @@ per silent episode.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable
 
-from pydantic import BaseModel, ConfigDict, Field
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from lakehound.config import GenerateSettings
 from lakehound.generators.transactions import uniform
-
-
-class LogGenerateSettings(BaseModel):
-    """What :func:`generate` needs; the lead wires it under ``generate`` in the config."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    seed: int = 42
-    start_date: dt.date = dt.date(2024, 1, 1)
-    days: int = Field(2, ge=1)
-    hosts: int = Field(12, ge=2)
-    events_per_host_minute: float = Field(1.0, gt=0)
-    error_bursts_per_day: int = Field(2, ge=0)
-    burst_minutes: int = Field(10, ge=1)
-    burst_events_per_minute: int = Field(20, ge=1)
-    new_templates_per_day: int = Field(1, ge=0)
-    new_template_events: int = Field(15, ge=1)
-    silent_hosts_per_day: int = Field(1, ge=0)
-    silent_minutes: int = Field(60, ge=1)
-
 
 R = Callable[[str], Column]  # salt -> U[0,1) for the current row
 
@@ -177,16 +156,16 @@ def _rows(seed: int, key: Column) -> R:
     return lambda salt: uniform(seed, salt, key)
 
 
-def _normal(spark: SparkSession, s: LogGenerateSettings) -> DataFrame:
+def _normal(spark: SparkSession, s: GenerateSettings) -> DataFrame:
     minutes = s.days * 1440
-    grid = spark.range(s.hosts * minutes).select(
+    grid = spark.range(s.logs.hosts * minutes).select(
         (F.col("id") / minutes).cast("long").alias("host_idx"),
         (F.col("id") % minutes).alias("minute"),
     )
     # Lines per host-minute: uniform on 0..2*rate, so the mean is the configured rate.
     n = F.floor(
         uniform(s.seed, "n", F.col("host_idx"), F.col("minute"))
-        * (2 * s.events_per_host_minute + 1)
+        * (2 * s.logs.events_per_host_minute + 1)
     )
     grid = grid.withColumn("n", n.cast("int")).where(F.col("n") > 0)
     rows = grid.select(
@@ -207,23 +186,23 @@ def _normal(spark: SparkSession, s: LogGenerateSettings) -> DataFrame:
 
 
 def _episodes(
-    spark: SparkSession, s: LogGenerateSettings, kind: str, per_day: int, minutes: int
+    spark: SparkSession, s: GenerateSettings, kind: str, per_day: int, minutes: int
 ) -> DataFrame:
     """One row per episode: host, start offset (seconds from start_date), day index."""
     e = F.col("id")
     return spark.range(s.days * per_day).select(
         e.alias("episode"),
         (e / max(per_day, 1)).cast("long").alias("day"),
-        F.floor(uniform(s.seed, kind + ":host", e) * s.hosts).cast("long").alias("host_idx"),
+        F.floor(uniform(s.seed, kind + ":host", e) * s.logs.hosts).cast("long").alias("host_idx"),
         # Episodes start inside the day and end before midnight.
         ((e / max(per_day, 1)).cast("long") * 86400.0
          + F.floor(uniform(s.seed, kind + ":start", e) * (1440 - minutes)) * 60.0).alias("_start"),
     )  # fmt: skip
 
 
-def _bursts(spark: SparkSession, s: LogGenerateSettings) -> DataFrame:
-    ep = _episodes(spark, s, "burst", s.error_bursts_per_day, s.burst_minutes)
-    n = s.burst_minutes * s.burst_events_per_minute
+def _bursts(spark: SparkSession, s: GenerateSettings) -> DataFrame:
+    ep = _episodes(spark, s, "burst", s.logs.error_bursts_per_day, s.logs.burst_minutes)
+    n = s.logs.burst_minutes * s.logs.burst_events_per_minute
     rows = ep.select("*", F.explode(F.sequence(F.lit(1), F.lit(n))).alias("seq"))
     r = _rows(s.seed, F.concat_ws(":", F.lit("b"), "episode", "seq"))
     # One failure template per burst (keyed by the episode, not the line).
@@ -232,7 +211,7 @@ def _bursts(spark: SparkSession, s: LogGenerateSettings) -> DataFrame:
     return rows.select(
         F.format_string("b-%04d-%05d", "episode", "seq").alias("line_id"),
         _host(F.col("host_idx")).alias("host"),
-        (F.col("_start") + r("t") * s.burst_minutes * 60.0).alias("_offset"),
+        (F.col("_start") + r("t") * s.logs.burst_minutes * 60.0).alias("_offset"),
         comp.alias("component"),
         level.alias("level"),
         msg.alias("message"),
@@ -240,11 +219,11 @@ def _bursts(spark: SparkSession, s: LogGenerateSettings) -> DataFrame:
     )
 
 
-def _novel(spark: SparkSession, s: LogGenerateSettings) -> DataFrame:
+def _novel(spark: SparkSession, s: GenerateSettings) -> DataFrame:
     minutes = 30  # the novel lines are spread over half an hour
-    ep = _episodes(spark, s, "novel", s.new_templates_per_day, minutes)
+    ep = _episodes(spark, s, "novel", s.logs.new_templates_per_day, minutes)
     rows = ep.select(
-        "*", F.explode(F.sequence(F.lit(1), F.lit(s.new_template_events))).alias("seq")
+        "*", F.explode(F.sequence(F.lit(1), F.lit(s.logs.new_template_events))).alias("seq")
     )
     r = _rows(s.seed, F.concat_ws(":", F.lit("v"), "episode", "seq"))
     # A different novel shape each episode, cycling through the set.
@@ -262,26 +241,24 @@ def _novel(spark: SparkSession, s: LogGenerateSettings) -> DataFrame:
     )
 
 
-def _silences(spark: SparkSession, s: LogGenerateSettings) -> DataFrame:
-    ep = _episodes(spark, s, "silent", s.silent_hosts_per_day, s.silent_minutes)
+def _silences(spark: SparkSession, s: GenerateSettings) -> DataFrame:
+    ep = _episodes(spark, s, "silent", s.logs.silent_hosts_per_day, s.logs.silent_minutes)
     start = F.lit(s.start_date).cast("timestamp").cast("long") + F.col("_start")
     return ep.select(
         _host(F.col("host_idx")).alias("host"),
         F.timestamp_seconds(start).alias("start_ts"),
-        F.timestamp_seconds(start + s.silent_minutes * 60).alias("end_ts"),
+        F.timestamp_seconds(start + s.logs.silent_minutes * 60).alias("end_ts"),
     )
 
 
-def generate(
-    spark: SparkSession, settings: LogGenerateSettings, seed: int | None = None
-) -> tuple[DataFrame, DataFrame]:
+def generate(spark: SparkSession, s: GenerateSettings) -> tuple[DataFrame, DataFrame]:
     """Return (raw lines ``line_id, event_ts, line``, labels).
 
     Labels: ``line_id`` (null for a silent episode), ``host``, ``start_ts``,
     ``end_ts`` (equal for a line), ``is_anomaly``, ``anomaly_type``, ``event_date``.
-    ``seed`` overrides ``settings.seed``.
+    ``s`` is the ``generate`` config section: ``seed``, ``start_date`` and ``days``
+    plus the ``logs`` subsection.
     """
-    s = settings if seed is None else settings.model_copy(update={"seed": seed})
     lines = _normal(spark, s).unionByName(_bursts(spark, s)).unionByName(_novel(spark, s))
     t0 = F.lit(s.start_date).cast("timestamp").cast("long")
     # Millisecond timestamps: the offset is rounded so the text and the column agree.

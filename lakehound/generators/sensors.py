@@ -20,55 +20,26 @@ depend on partitioning.
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from lakehound.config import GenerateSettings
 from lakehound.generators.transactions import normal, uniform
 
 SENSORS = ("temperature", "vibration", "pressure")
 
 
-class SensorGenerateSettings(BaseModel):
-    """What :func:`generate` needs; the lead wires it under ``generate`` in the config."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    seed: int = 42
-    start_date: dt.date = dt.date(2024, 1, 1)
-    days: int = Field(3, ge=1)
-    machines: int = Field(6, ge=1)
-    step_seconds: int = Field(60, ge=1, le=3600)
-    # Probability that a machine fails on a given day (at most one failure a day).
-    failure_rate_per_machine_day: float = Field(0.15, ge=0, le=1)
-    degradation_hours: float = Field(8.0, gt=0)
-    failure_hours: float = Field(1.0, gt=0)
-    downtime_hours: float = Field(2.0, ge=0)
-    missing_rate: float = Field(0.002, ge=0, le=0.5)
-    dropout_rate: float = Field(0.001, ge=0, le=0.5)
-
-    @model_validator(mode="after")
-    def _episode_fits_a_day(self) -> SensorGenerateSettings:
-        # Each episode lives inside its day, so two episodes never overlap.
-        if self.degradation_hours + self.downtime_hours >= 24:
-            raise ValueError("degradation_hours + downtime_hours must be < 24")
-        if self.failure_hours > self.degradation_hours:
-            raise ValueError("failure_hours must be <= degradation_hours")
-        return self
-
-
-def _episodes(spark: SparkSession, s: SensorGenerateSettings, t0: Column) -> DataFrame:
+def _episodes(spark: SparkSession, s: GenerateSettings, t0: Column) -> DataFrame:
     """One row per failure: machine and failure time (epoch seconds)."""
     e = F.col("id")
-    degr = s.degradation_hours * 3600.0
-    room = 86400.0 - degr - s.downtime_hours * 3600.0
+    degr = s.sensors.degradation_hours * 3600.0
+    room = 86400.0 - degr - s.sensors.downtime_hours * 3600.0
     day = (e % s.days).cast("long")
     return (
-        spark.range(s.machines * s.days)
-        .where(uniform(s.seed, "fail?", e) < s.failure_rate_per_machine_day)
+        spark.range(s.sensors.machines * s.days)
+        .where(uniform(s.seed, "fail?", e) < s.sensors.failure_rate_per_machine_day)
         .select(
             (e / s.days).cast("long").alias("_fm"),
             (t0 + day * 86400 + F.lit(degr) + F.floor(uniform(s.seed, "fail:t", e) * room)).alias(
@@ -78,26 +49,24 @@ def _episodes(spark: SparkSession, s: SensorGenerateSettings, t0: Column) -> Dat
     )
 
 
-def generate(
-    spark: SparkSession, settings: SensorGenerateSettings, seed: int | None = None
-) -> tuple[DataFrame, DataFrame]:
+def generate(spark: SparkSession, s: GenerateSettings) -> tuple[DataFrame, DataFrame]:
     """Return (raw readings, labels).
 
     Raw: ``machine_id, event_ts, temperature, vibration, pressure``. Labels:
     ``machine_id, event_ts, is_anomaly, anomaly_type, failure_ts, event_date``.
-    ``seed`` overrides ``settings.seed``.
+    ``s`` is the ``generate`` config section: ``seed``, ``start_date`` and ``days``
+    plus the ``sensors`` subsection.
     """
-    s = settings if seed is None else settings.model_copy(update={"seed": seed})
-    steps = s.days * 86400 // s.step_seconds
+    steps = s.days * 86400 // s.sensors.step_seconds
     t0 = F.lit(s.start_date).cast("timestamp").cast("long")
     m, rid = F.col("m"), F.col("id")
-    x = spark.range(s.machines * steps).select(
+    x = spark.range(s.sensors.machines * steps).select(
         "id", (rid / steps).cast("long").alias("m"), (rid % steps).alias("k")
     )
-    x = x.withColumn("_t", t0 + F.col("k") * s.step_seconds)
+    x = x.withColumn("_t", t0 + F.col("k") * s.sensors.step_seconds)
     ep = _episodes(spark, s, t0)
-    degr = s.degradation_hours * 3600.0
-    down = s.downtime_hours * 3600.0
+    degr = s.sensors.degradation_hours * 3600.0
+    down = s.sensors.downtime_hours * 3600.0
     x = x.join(
         F.broadcast(ep),
         (x["m"] == ep["_fm"]) & (x["_t"] >= ep["_fail"] - degr) & (x["_t"] < ep["_fail"] + down),
@@ -106,7 +75,7 @@ def generate(
     # Rows in downtime and randomly lost readings never reach the feed.
     x = x.where(
         ~(F.col("_fail").isNotNull() & (F.col("_t") >= F.col("_fail")))
-        & (uniform(s.seed, "miss", rid) >= s.missing_rate)
+        & (uniform(s.seed, "miss", rid) >= s.sensors.missing_rate)
     )
     # Degradation progress: 0 when healthy, rising to 1 at the failure.
     p = F.coalesce(1.0 - (F.col("_fail") - F.col("_t")) / degr, F.lit(0.0))
@@ -121,7 +90,9 @@ def generate(
     pressure = pres_base - 0.5 * F.sin(day_angle) + 1.0 * normal(s.seed, "pn", rid) - 8.0 * p * p
 
     def dropout(value: Column, name: str) -> Column:
-        return F.when(uniform(s.seed, "drop:" + name, rid) >= s.dropout_rate, F.round(value, 3))
+        return F.when(
+            uniform(s.seed, "drop:" + name, rid) >= s.sensors.dropout_rate, F.round(value, 3)
+        )
 
     x = x.select(
         F.format_string("m-%03d", m).alias("machine_id"),
@@ -129,7 +100,7 @@ def generate(
         dropout(temperature, "temperature").alias("temperature"),
         dropout(vibration, "vibration").alias("vibration"),
         dropout(pressure, "pressure").alias("pressure"),
-        F.when(F.col("_fail") - F.col("_t") <= s.failure_hours * 3600.0, F.lit("failure"))
+        F.when(F.col("_fail") - F.col("_t") <= s.sensors.failure_hours * 3600.0, F.lit("failure"))
         .when(F.col("_fail").isNotNull(), F.lit("degradation"))
         .alias("anomaly_type"),
         F.timestamp_seconds(F.col("_fail").cast("long")).alias("failure_ts"),

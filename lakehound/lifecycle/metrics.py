@@ -1,16 +1,21 @@
 """Detection metrics on numpy arrays: higher score = more anomalous, label 1 = anomaly.
 
-Written out (not imported from scikit-learn) so the definitions are explicit and
-the same everywhere: average precision is the step-wise PR-AUC of scikit-learn
-(``sum (R_n - R_{n-1}) P_n``), ROC-AUC is the Mann-Whitney statistic with ties
-counted half. The tests compare both with scikit-learn on the same data.
+Average precision and ROC-AUC are scikit-learn's (step-wise PR-AUC
+``sum (R_n - R_{n-1}) P_n`` with tied scores as one threshold; the trapezoidal ROC
+area, i.e. the Mann-Whitney statistic with ties counted half), behind the
+conventions every caller relies on: a NaN score ranks lowest (an unscored event is
+never detected) and an undefined metric is NaN instead of an exception. The tests
+check them against values worked out by hand.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
+from scipy.stats import rankdata
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 
 def _clean(
@@ -25,37 +30,28 @@ def _clean(
     return yy, ss
 
 
+def _ranked(ss: np.ndarray) -> np.ndarray:
+    # scikit-learn refuses non-finite scores; both metrics depend only on the order
+    # and the ties of the scores, which dense ranks keep (all NaN scores, now -inf,
+    # stay one tied group below every other score).
+    return rankdata(ss, method="dense")
+
+
 def average_precision(y: Sequence[int] | np.ndarray, s: Sequence[float] | np.ndarray) -> float:
     """PR-AUC as average precision; NaN when there is no positive."""
     yy, ss = _clean(y, s)
-    n_pos = int(yy.sum())
-    if n_pos == 0:
+    if int(yy.sum()) == 0:
         return float("nan")
-    order = np.argsort(-ss, kind="mergesort")
-    ys, sc = yy[order], ss[order]
-    # One point per distinct score (ties form one threshold, as in scikit-learn).
-    last = np.r_[np.flatnonzero(np.diff(sc)), ys.size - 1]
-    tp = np.cumsum(ys)[last]
-    precision = tp / (last + 1)
-    recall = tp / n_pos
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+    return float(average_precision_score(yy, _ranked(ss)))
 
 
 def roc_auc(y: Sequence[int] | np.ndarray, s: Sequence[float] | np.ndarray) -> float:
     """Probability that a random anomaly outscores a random normal row (ties half)."""
     yy, ss = _clean(y, s)
     n_pos = int(yy.sum())
-    n_neg = yy.size - n_pos
-    if n_pos == 0 or n_neg == 0:
+    if n_pos == 0 or n_pos == yy.size:
         return float("nan")
-    # Average ranks handle ties exactly like the trapezoidal ROC curve.
-    order = np.argsort(ss, kind="mergesort")
-    sorted_s = ss[order]
-    ranks = np.empty(ss.size, dtype=np.float64)
-    _, first, counts = np.unique(sorted_s, return_index=True, return_counts=True)
-    avg = first + (counts + 1) / 2.0
-    ranks[order] = np.repeat(avg, counts)
-    return float((ranks[yy == 1].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+    return float(roc_auc_score(yy, _ranked(ss)))
 
 
 def precision_at_k(y: Sequence[int] | np.ndarray, s: Sequence[float] | np.ndarray, k: int) -> float:
@@ -114,6 +110,15 @@ def summary(
     out["positives"] = float(np.sum(y))
     out["alerts"] = float(np.sum(flagged))
     return out
+
+
+def stored(v: float | None) -> float | None:
+    """A metric as a Delta / JSON value: NaN and infinities become null.
+
+    An undefined metric (no positive, empty sample) is NaN in numpy; stored it
+    must read as "missing", not as a number that sorts or averages.
+    """
+    return None if v is None or not math.isfinite(v) else float(v)
 
 
 def card_precision_at_k(

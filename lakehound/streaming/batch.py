@@ -31,11 +31,10 @@ from lakehound.streaming.process import (
     accepted_rows,
     classify_batch,
     features_for,
-    quarantine_rows,
     summarize,
 )
 from lakehound.streaming.sinks import merge_insert
-from lakehound.validation.rules import REASONS
+from lakehound.validation.rules import REASONS, quarantine_rows
 from schemas.base import Contract
 
 log = logging.getLogger("lakehound.stream")

@@ -20,9 +20,8 @@ from lakehound.config import Config
 from lakehound.features.build import build_features, lookback_days
 from lakehound.streaming.sources import CORRUPT, PAYLOAD, SOURCE, string_schema
 from lakehound.validation import reader
-from lakehound.validation.rules import RAW_RECORD, REASONS, SOURCE_FILE, classify
+from lakehound.validation.rules import REASONS, SOURCE_FILE, classify
 from schemas.base import Contract
-from schemas.outputs import QUARANTINE
 
 TOO_LARGE = "payload_too_large"
 # Rows the stream accepted (the contract's typed columns); the look-back of later batches.
@@ -85,22 +84,6 @@ def classify_batch(
             F.col(REASONS)
         ),
     ).withColumn(SOURCE_FILE, F.regexp_replace(SOURCE_FILE, "#too_large$", ""))
-
-
-def quarantine_rows(classified: DataFrame, run_id: str, at: dt.datetime) -> DataFrame:
-    """Rejected messages in the batch ``quarantine`` table's shape."""
-    return (
-        classified.where(F.size(REASONS) > 0)
-        .select(
-            F.col(RAW_RECORD).alias("raw_record"),
-            F.col(REASONS).alias("reasons"),
-            F.lit(run_id).alias("run_id"),
-            F.col(SOURCE_FILE).alias("source_file"),
-            F.col(io.DATE_COL).alias("event_date"),
-            F.lit(at).cast("timestamp").alias("quarantined_at"),
-        )
-        .select(*QUARANTINE.column_names)
-    )
 
 
 def accepted_rows(classified: DataFrame, contract: Contract) -> DataFrame:

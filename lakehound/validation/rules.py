@@ -49,6 +49,7 @@ from lakehound.config import ValidationSettings
 from lakehound.io import DATE_COL
 from lakehound.validation.reader import MALFORMED, RAW, SOURCE, directory_date
 from schemas.base import Contract, FieldSpec
+from schemas.outputs import QUARANTINE
 
 REASONS = "reasons"
 RAW_RECORD = "raw_record"
@@ -218,6 +219,25 @@ def classify(
             F.lit(fallback_date),
         )
     return df.withColumn(DATE_COL, filed).drop(ROW_DATE)
+
+
+def quarantine_rows(classified: DataFrame, run_id: str, at: dt.datetime) -> DataFrame:
+    """The rejected rows of a :func:`classify` result in the ``quarantine`` table's shape.
+
+    One projection for the batch run and the stream, so both write the same table.
+    """
+    return (
+        classified.where(F.size(REASONS) > 0)
+        .select(
+            F.col(RAW_RECORD).alias("raw_record"),
+            F.col(REASONS).alias("reasons"),
+            F.lit(run_id).alias("run_id"),
+            F.col(SOURCE_FILE).alias("source_file"),
+            F.col(DATE_COL).alias("event_date"),
+            F.lit(at).cast("timestamp").alias("quarantined_at"),
+        )
+        .select(*QUARANTINE.column_names)
+    )
 
 
 def mark_seen(df: DataFrame, seen: DataFrame, key: Sequence[str]) -> DataFrame:

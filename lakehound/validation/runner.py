@@ -29,10 +29,17 @@ from lakehound.errors import ConfigError, ContractViolation, ReconciliationError
 from lakehound.validation import gx_engine
 from lakehound.validation.gx_engine import ExpectationOutcome
 from lakehound.validation.reader import RawInput, SchemaDrift, read_raw
-from lakehound.validation.rules import RAW_RECORD, REASONS, SOURCE_FILE, classify, mark_seen
+from lakehound.validation.rules import (
+    RAW_RECORD,
+    REASONS,
+    SOURCE_FILE,
+    classify,
+    mark_seen,
+    quarantine_rows,
+)
 from schemas.base import Contract
 from schemas.expectations import SuiteOptions, build_suite
-from schemas.outputs import QUARANTINE, VALIDATION_RUNS
+from schemas.outputs import VALIDATION_RUNS
 from schemas.registry import get_contract
 
 log = logging.getLogger("lakehound.validation")
@@ -186,18 +193,6 @@ def validated_frame(classified: DataFrame, contract: Contract, run_id: str) -> D
     return classified.where(F.size(REASONS) == 0).select(
         *contract.column_names, io.DATE_COL, F.lit(run_id).alias("run_id")
     )
-
-
-def quarantine_frame(classified: DataFrame, run_id: str, at: dt.datetime) -> DataFrame:
-    out = classified.where(F.size(REASONS) > 0).select(
-        F.col(RAW_RECORD).alias("raw_record"),
-        F.col(REASONS).alias("reasons"),
-        F.lit(run_id).alias("run_id"),
-        F.col(SOURCE_FILE).alias("source_file"),
-        F.col(io.DATE_COL).alias("event_date"),
-        F.lit(at).cast("timestamp").alias("quarantined_at"),
-    )
-    return out.select(*QUARANTINE.column_names)
 
 
 def _table_version(spark: SparkSession, cfg: Config, table: str) -> int:
@@ -365,7 +360,7 @@ def validate(spark: SparkSession, cfg: Config, ctx: RunContext) -> ValidationSum
         with ctx.stage("write quarantine"):
             before = _table_version(spark, cfg, QUARANTINE_TABLE)
             io.replace_dates(
-                quarantine_frame(classified, ctx.run_id, now), cfg, QUARANTINE_TABLE, dates
+                quarantine_rows(classified, ctx.run_id, now), cfg, QUARANTINE_TABLE, dates
             )
             written_quarantine = _written_rows(spark, cfg, QUARANTINE_TABLE, before)
     finally:

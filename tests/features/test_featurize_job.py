@@ -13,7 +13,12 @@ from pyspark.sql import functions as F
 from jobs import featurize
 from lakehound import io
 from lakehound.cli import RunContext
-from lakehound.config import Config
+from lakehound.config import (
+    Config,
+    GenerateSettings,
+    LogGenerateSettings,
+    SensorGenerateSettings,
+)
 from lakehound.features import build
 from lakehound.features.registry import REGISTRY, feature_names
 from lakehound.generators import logs as glogs
@@ -110,7 +115,8 @@ def test_logs_job_writes_registry_columns_and_templates(
 ) -> None:
     cfg = make_cfg("logs")
     raw, _ = glogs.generate(
-        spark, glogs.LogGenerateSettings(days=2, hosts=3, events_per_host_minute=0.2)
+        spark,
+        GenerateSettings(days=2, logs=LogGenerateSettings(hosts=3, events_per_host_minute=0.2)),
     )
     _validated(raw, cfg)
     _run(spark, cfg, dt.date(2024, 1, 1))
@@ -134,7 +140,9 @@ def test_logs_job_writes_registry_columns_and_templates(
 
 def test_sensors_job(spark: SparkSession, make_cfg: Make) -> None:
     cfg = make_cfg("sensors")
-    raw, _ = gsensors.generate(spark, gsensors.SensorGenerateSettings(days=2, machines=2))
+    raw, _ = gsensors.generate(
+        spark, GenerateSettings(days=2, sensors=SensorGenerateSettings(machines=2))
+    )
     _validated(raw, cfg)
     _run(spark, cfg)
     feats = _features(spark, cfg)

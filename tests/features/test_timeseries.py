@@ -4,7 +4,6 @@ point-in-time correctness, NAB and the sensors generator."""
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,6 +12,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
+from lakehound.config import GenerateSettings, SensorGenerateSettings
 from lakehound.features.registry import SERIES_SPECS, feature_names
 from lakehound.features.timeseries import (
     SeriesSpec,
@@ -23,8 +23,9 @@ from lakehound.features.timeseries import (
     series_features,
 )
 from lakehound.generators import sensors as gen
+from tests.conftest import SHARED_DATA, require_shared
 
-NAB = Path(__file__).resolve().parents[3] / "shared" / "data" / "nab"
+NAB = SHARED_DATA / "nab"
 T0 = dt.datetime(2024, 1, 1, 0, 0, 0)
 M = dt.timedelta(minutes=1)
 SCHEMA = "series_id string, event_ts timestamp, value double"
@@ -103,8 +104,8 @@ def test_series_point_in_time(spark: SparkSession) -> None:
 
 
 @pytest.mark.quality
-@pytest.mark.skipif(not NAB.exists(), reason="shared NAB data not present")
 def test_nab_series_features_and_labels(spark: SparkSession) -> None:
+    require_shared(NAB)
     name = "realKnownCause/machine_temperature_system_failure.csv"
     raw = read_nab(spark, NAB, [name])
     n_raw = raw.count()
@@ -124,7 +125,8 @@ def test_nab_series_features_and_labels(spark: SparkSession) -> None:
 
 
 def test_sensor_generator_labels_failures(spark: SparkSession) -> None:
-    s = gen.SensorGenerateSettings(days=2, machines=4, failure_rate_per_machine_day=0.5, seed=1)
+    sensors = SensorGenerateSettings(machines=4, failure_rate_per_machine_day=0.5)
+    s = GenerateSettings(days=2, seed=1, sensors=sensors)
     raw, labels = gen.generate(spark, s)
     assert raw.columns == ["machine_id", "event_ts", "temperature", "vibration", "pressure"]
     kinds = {r[0]: r[1] for r in labels.groupBy("anomaly_type").count().collect()}

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import math
 import statistics
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -24,6 +23,7 @@ from lakehound.features.transactions import (
     transaction_features,
     travel_speed_kmh,
 )
+from tests.conftest import SHARED_DATA, require_shared
 
 T0 = dt.datetime(2024, 1, 10, 10, 0, 0)
 M = dt.timedelta(minutes=1)
@@ -32,7 +32,8 @@ COLS = (
     "transaction_id string, account_id string, merchant_id string, country string, "
     "amount double, event_ts timestamp"
 )
-CARDTX = Path(__file__).resolve().parents[3] / "shared" / "data" / "transactions"
+
+CARDTX = SHARED_DATA / "transactions"
 CARDTX_FILE = CARDTX / "fraud_sim_2018-04_2018-05.parquet"
 
 
@@ -186,8 +187,8 @@ def _handbook_reference(df: pd.DataFrame, delay: int = 7) -> pd.DataFrame:
 
 
 @pytest.mark.quality
-@pytest.mark.skipif(not CARDTX_FILE.exists(), reason="shared card transactions not present")
 def test_cardtx_matches_the_handbook_on_real_data(spark: SparkSession) -> None:
+    require_shared(CARDTX_FILE)
     raw = spark.read.parquet(str(CARDTX_FILE)).where(
         (F.col("TX_DATETIME") < F.lit("2018-04-21").cast("timestamp_ntz"))
         & (F.col("TERMINAL_ID") < 1500)

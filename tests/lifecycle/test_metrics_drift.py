@@ -39,6 +39,29 @@ def test_precision_at_k_and_best_cut_by_hand() -> None:
     assert (cut, f1) == (0.7, pytest.approx(2 / 3))
 
 
+def test_ranking_metrics_by_hand() -> None:
+    # Ranked 0.9 (+), 0.8 (-), 0.7 (+), 0.1 (-): AP = (1/1 + 2/3) / 2; ROC: 3 of the 4
+    # (positive, negative) pairs are ordered right.
+    y = np.array([1, 0, 1, 0])
+    s = np.array([0.9, 0.8, 0.7, 0.1])
+    assert metrics.average_precision(y, s) == pytest.approx((1 + 2 / 3) / 2)
+    assert metrics.roc_auc(y, s) == pytest.approx(3 / 4)
+    # A tie is one threshold: at 0.5, P = 1/2 and R = 1; the tied pair counts half.
+    y, s = np.array([1, 0, 0]), np.array([0.5, 0.5, 0.2])
+    assert metrics.average_precision(y, s) == pytest.approx(0.5)
+    assert metrics.roc_auc(y, s) == pytest.approx(0.75)
+
+
+def test_nan_scores_are_one_lowest_tie_whatever_their_order() -> None:
+    # 0.5 (+): P 1, R 1/2; then the three NaN scores as one threshold: P 2/4, R 1.
+    y = np.array([1, 0, 1, 0])
+    s = np.array([np.nan, np.nan, 0.5, np.nan])
+    for order in ([0, 1, 2, 3], [1, 0, 2, 3], [3, 2, 1, 0]):
+        assert metrics.average_precision(y[order], s[order]) == pytest.approx(0.75)
+        # Pairs: 0.5 beats both negatives; the NaN positive ties both (half each).
+        assert metrics.roc_auc(y[order], s[order]) == pytest.approx((2 + 1) / 4)
+
+
 def test_nan_score_ranks_last_and_no_positive_is_nan() -> None:
     y = np.array([1, 0, 0])
     assert metrics.average_precision(y, np.array([np.nan, 0.1, 0.2])) == pytest.approx(1 / 3)
@@ -55,6 +78,13 @@ def test_card_precision_at_k_by_hand() -> None:
     s = np.array([0.9, 0.2, 0.8, 0.1, 0.3, 0.7])
     assert metrics.card_precision_at_k(days, cards, y, s, 2) == pytest.approx(0.5)
     assert metrics.card_precision_at_k(days, cards, y, s, 1) == pytest.approx((1.0 + 1.0) / 2)
+
+
+def test_ks_by_hand() -> None:
+    # F_a - F_b is 1/3 on [0, 1), [1, 2) and [2, 3); non-finite values are dropped.
+    a, b = np.array([0.0, 1.0, 2.0, np.nan]), np.array([1.0, 2.0, 3.0, np.inf])
+    assert drift.ks_statistic(a, b) == pytest.approx(1 / 3)
+    assert math.isnan(drift.ks_statistic(np.array([np.nan]), b))
 
 
 def test_ks_matches_scipy() -> None:
@@ -113,3 +143,14 @@ def test_handbook_split_drops_known_compromised_cards() -> None:
     assert list(zip(test["day"], test["card"], strict=True)) == [
         (d[3], "c"), (d[3], "e"), (d[4], "d"), (d[4], "e"),
     ]  # fmt: skip
+
+
+def test_stored_metric_values_are_finite_or_null() -> None:
+    # What the drift / evaluate / promote jobs hand to Delta: undefined metrics are null.
+    assert metrics.stored(None) is None
+    assert metrics.stored(float("nan")) is None
+    assert metrics.stored(np.float64("nan")) is None
+    assert metrics.stored(float("inf")) is None
+    assert metrics.stored(-np.inf) is None
+    got = metrics.stored(np.float64(0.25))
+    assert got == 0.25 and type(got) is float

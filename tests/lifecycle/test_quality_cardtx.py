@@ -17,7 +17,7 @@ import pytest
 from pyspark.sql import SparkSession
 
 from lakehound.lifecycle import handbook, supervised
-from tests.conftest import SHARED_DATA
+from tests.conftest import SHARED_DATA, require_shared
 from udfs.bundle import ModelBundle
 from udfs.calibration import Threshold
 
@@ -28,8 +28,7 @@ DATA = SHARED_DATA / "transactions" / "fraud_sim_2018-04_2018-05.parquet"
 
 @pytest.fixture(scope="module")
 def handbook_split(spark: SparkSession) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
-    if not DATA.exists():
-        pytest.skip(f"real data not present: {DATA}")
+    require_shared(DATA)
     train, test, feats = handbook.load_split(spark, DATA, dt.date(2018, 5, 11))
     assert len(feats) == 15
     return train, test, feats

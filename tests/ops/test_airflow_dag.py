@@ -24,6 +24,7 @@ from pyspark.sql import SparkSession
 
 from lakehound import io
 from lakehound.config import load_config
+from tests.conftest import require
 
 from .conftest import ROOT, OpsLakehouse, table
 
@@ -49,11 +50,15 @@ def _raw_ids(raw: Path, day: str) -> Counter[str]:
     return ids
 
 
-@pytest.mark.skipif(
-    not AIRFLOW.exists(), reason=".venv-airflow is absent; create it with `make airflow-setup`"
-)
+@pytest.fixture(scope="session")
+def airflow_venv() -> Path:
+    # Session-scoped and listed first, so a missing venv fails before Spark and the
+    # shared lakehouse are set up.
+    return require(AIRFLOW, "create .venv-airflow with `make airflow-setup` (part of `make test`)")
+
+
 def test_daily_dag_runs_one_date_idempotently(
-    spark: SparkSession, ops_lakehouse: OpsLakehouse, tmp_path: Path
+    airflow_venv: Path, spark: SparkSession, ops_lakehouse: OpsLakehouse, tmp_path: Path
 ) -> None:
     started = time.monotonic()
     # A private copy: the Airflow runs rewrite the date's rows and other tests read

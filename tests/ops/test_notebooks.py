@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import require
+
 from .conftest import ROOT, OpsLakehouse
 
 pytestmark = pytest.mark.integration
@@ -36,10 +38,18 @@ def test_notebooks_hold_no_logic() -> None:
             assert word not in code, f"{path.name} defines logic ({word.strip()!r})"
 
 
-@pytest.mark.skipif(
-    not NB_PY.exists(), reason=".venv-notebooks is absent; create it with `make notebooks-setup`"
-)
-def test_notebooks_execute_on_small_data(ops_lakehouse: OpsLakehouse, tmp_path: Path) -> None:
+@pytest.fixture(scope="session")
+def notebooks_venv() -> Path:
+    # Session-scoped and listed first, so a missing venv fails before the shared
+    # lakehouse is built.
+    return require(
+        NB_PY, "create .venv-notebooks with `make notebooks-setup` (part of `make test`)"
+    )
+
+
+def test_notebooks_execute_on_small_data(
+    notebooks_venv: Path, ops_lakehouse: OpsLakehouse, tmp_path: Path
+) -> None:
     env = {
         **os.environ,
         "LAKEHOUND_LAKEHOUSE": str(ops_lakehouse.cfg.lakehouse),

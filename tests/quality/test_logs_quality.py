@@ -8,22 +8,19 @@ the data README): DeepLog F1 0.95-0.96, loglizer PCA 0.79, Invariants Mining 0.9
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from lakehound.quality import logs as Q
+from tests.conftest import SHARED_DATA, require_shared
 
-HDFS = Path(__file__).resolve().parents[3] / "shared" / "data" / "logs" / "HDFS_sessions"
+HDFS = SHARED_DATA / "logs" / "HDFS_sessions"
 
-pytestmark = [
-    pytest.mark.quality,
-    pytest.mark.skipif(not (HDFS / Q.TRAIN_FILE).exists(), reason="shared HDFS sessions absent"),
-]
+pytestmark = pytest.mark.quality
 
 
 @pytest.fixture(scope="module")
 def result() -> dict:  # type: ignore[type-arg]
+    require_shared(HDFS / Q.TRAIN_FILE)
     return Q.hdfs_sessions(HDFS)
 
 
@@ -56,8 +53,8 @@ def test_hdfs_count_matrix_detectors(result: dict) -> None:  # type: ignore[type
 BGL = HDFS.parent / "BGL"
 
 
-@pytest.mark.skipif(not (BGL / "BGL_2k.log").exists(), reason="shared BGL logs absent")
 def test_bgl_component_windows_precision_and_recall(spark) -> None:  # type: ignore[no-untyped-def]
+    require_shared(BGL / "BGL_2k.log")
     # Measured 0.607 / 0.990 (5 random folds, seed 0, templates mined from all lines).
     r = Q.bgl_windows(spark, BGL, detectors=["invariants_mining"])
     assert (r["sessions"], r["anomalous_sessions"]) == (833, 95)

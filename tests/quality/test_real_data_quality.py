@@ -7,15 +7,14 @@ import pytest
 
 from lakehound.quality import adbench, nab
 from lakehound.quality.report import ENSEMBLE, SHUTTLE_ROWS, tabular_detectors, tabular_ensembles
+from tests.conftest import require_shared
 
 pytestmark = pytest.mark.quality
-
-if not adbench.DATA_DIR.exists():  # pragma: no cover - the data lives next to the repo
-    pytest.skip(f"{adbench.DATA_DIR} missing", allow_module_level=True)
 
 
 @pytest.fixture(scope="module")
 def adbench_results() -> dict[tuple[str, str], adbench.Result]:
+    require_shared(adbench.DATA_DIR)
     ensembles, weights = tabular_ensembles()
     res = adbench.run(
         tabular_detectors(),
@@ -75,6 +74,7 @@ def test_ensemble_at_least_as_good_as_its_best_member(
 
 
 def test_nab_series_detectors_beat_the_null_detector() -> None:
+    require_shared(nab.DATA_DIR)
     res = nab.run({"ewma": {}, "forecast_quantile": {}, "robust_zscore": {}, "lstm_quantile": {}})
     for det, profiles in res.items():
         # Measured: 23-27 standard (lstm_quantile 37.6, ~20 s of the runtime); the
@@ -84,6 +84,7 @@ def test_nab_series_detectors_beat_the_null_detector() -> None:
 
 
 def test_nab_likelihood_stage_lifts_the_series_detectors() -> None:
+    require_shared(nab.DATA_DIR)
     # Measured on the 35 shared series (standard / low FN): robust z 51.2 / 55.4,
     # forecast quantile 50.3 / 53.5, Holt-Winters 47.0 / 53.7; without the stage
     # (raw scores, --raw) 9.2, 12.6 and 2.5 standard. NAB's published windowed

@@ -1,7 +1,7 @@
 """A real single-node Kafka broker (KRaft) for the streaming integration tests.
 
 Started with scripts/kafka/kafka.sh from the jars `make kafka-setup` put in .cache/kafka;
-the tests are skipped with the set-up step to run when those jars are missing.
+the tests fail naming the set-up step to run when those jars are missing.
 """
 
 from __future__ import annotations
@@ -12,8 +12,10 @@ import os
 import random
 import shutil
 import subprocess
+import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
@@ -53,7 +55,11 @@ class Broker:
 @pytest.fixture(scope="session")
 def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     if not any(KAFKA_JARS.glob("kafka_2.12-*.jar")):
-        pytest.skip("Kafka jars missing in .cache/kafka: run `make kafka-setup`")
+        # A failure, not a skip: the jars are part of the test environment.
+        pytest.fail(
+            f"Kafka jars missing in {KAFKA_JARS}: run `make kafka-setup` (part of `make setup`)",
+            pytrace=False,
+        )
     broker = Broker(tmp_path_factory.mktemp("kafka"), free_port(adjacent=2))
     broker.start()
     try:
@@ -179,3 +185,44 @@ def lakehouse_copy(trained: Path, dest: Path) -> Path:
     says, in the session's original, which outlives every test)."""
     shutil.copytree(trained / "lakehouse", dest / "lakehouse")
     return dest
+
+
+# --- a webhook receiver for the alert-delivery tests -----------------------------------
+
+
+@dataclass
+class Webhook:
+    """A local HTTP endpoint that alerts are POSTed to."""
+
+    url: str
+    # Status codes to answer, in order; once used up, every POST gets 200.
+    script: list[int] = field(default_factory=list)
+    # (Idempotency-Key, body) of every POST received, in arrival order.
+    seen: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def keys(self) -> list[str]:
+        return [k for k, _ in self.seen]
+
+
+@pytest.fixture
+def webhook() -> Iterator[Webhook]:
+    hook = Webhook("")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+            hook.seen.append((self.headers["Idempotency-Key"], body))
+            code = hook.script.pop(0) if hook.script else 200
+            self.send_response(code)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass  # keep the test output to the test's own
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    hook.url = f"http://127.0.0.1:{server.server_address[1]}/alerts"
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield hook
+    server.shutdown()
+    server.server_close()

@@ -8,10 +8,8 @@ import datetime as dt
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from collections.abc import Callable
 from pathlib import Path
-from typing import ClassVar
 
 import pytest
 from deltalake import DeltaTable
@@ -29,12 +27,12 @@ from lakehound.streaming.process import (
     classify_batch,
     features_for,
     history,
-    quarantine_rows,
     summarize,
 )
 from lakehound.streaming.sinks import merge_insert, merge_upsert
+from lakehound.validation.rules import quarantine_rows
 from schemas.transactions import TRANSACTIONS
-from tests.streaming.conftest import STREAM_START, make_events, poison_messages
+from tests.streaming.conftest import STREAM_START, Webhook, make_events, poison_messages
 
 NOW = dt.datetime(2024, 2, 1, tzinfo=dt.UTC)
 SCORES = "event_id string, detector string, severity double, event_date date"
@@ -274,53 +272,26 @@ def test_micro_batch_features_equal_the_batch_featurize_of_the_same_rows(
                 assert value == want[name], (row["event_id"], name)
 
 
-class _Hook(BaseHTTPRequestHandler):
-    # Class-level script: status codes to answer, in order; then 200.
-    script: ClassVar[list[int]] = []
-    seen: ClassVar[list[tuple[str, str]]] = []
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"])).decode()
-        _Hook.seen.append((self.headers["Idempotency-Key"], body))
-        code = _Hook.script.pop(0) if _Hook.script else 200
-        self.send_response(code)
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def hook() -> Iterator[str]:
-    _Hook.script, _Hook.seen = [], []
-    server = HTTPServer(("127.0.0.1", 0), _Hook)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/alerts"
-    server.shutdown()
-    server.server_close()
-
-
-def test_webhook_retries_with_exponential_backoff(hook: str) -> None:
-    _Hook.script = [503, 500, 429]
+def test_webhook_retries_with_exponential_backoff(webhook: Webhook) -> None:
+    webhook.script = [503, 500, 429]
     sleeps: list[float] = []
-    out = delivery.post_json(hook, '{"a": 1}', "E1", 4, 0.5, 5.0, sleep=sleeps.append)
+    out = delivery.post_json(webhook.url, '{"a": 1}', "E1", 4, 0.5, 5.0, sleep=sleeps.append)
     assert out.ok and out.attempts == 4
     assert sleeps == [0.5, 1.0, 2.0]
-    assert [k for k, _ in _Hook.seen] == ["E1"] * 4
+    assert webhook.keys == ["E1"] * 4
 
 
-def test_webhook_gives_up_after_retries_and_on_client_errors(hook: str) -> None:
-    _Hook.script = [500] * 10
-    out = delivery.post_json(hook, "{}", "E2", 2, 0.0, 5.0)
+def test_webhook_gives_up_after_retries_and_on_client_errors(webhook: Webhook) -> None:
+    webhook.script = [500] * 10
+    out = delivery.post_json(webhook.url, "{}", "E2", 2, 0.0, 5.0)
     assert not out.ok and out.attempts == 3 and out.error == "HTTP 500"
-    _Hook.script = [400]
-    out = delivery.post_json(hook, "{}", "E3", 5, 0.0, 5.0)
+    webhook.script = [400]
+    out = delivery.post_json(webhook.url, "{}", "E3", 5, 0.0, 5.0)
     assert not out.ok and out.attempts == 1
 
 
 def test_dead_letters_then_redelivered_when_the_endpoint_is_back(
-    spark: SparkSession, make_cfg: Callable[..., Config], hook: str
+    spark: SparkSession, make_cfg: Callable[..., Config], webhook: Webhook
 ) -> None:
     down = "http://127.0.0.1:9/unreachable"  # discard port: connection refused
     cfg_down = make_cfg(
@@ -335,10 +306,10 @@ def test_dead_letters_then_redelivered_when_the_endpoint_is_back(
         "E1": ("pending", 3),
         "E2": ("pending", 3),
     }
-    cfg_up = make_cfg("transactions", f"stream.webhook_url={hook}")
+    cfg_up = make_cfg("transactions", f"stream.webhook_url={webhook.url}")
     counts = delivery.deliver(spark, cfg_up, [("E3", "{}")])
     assert counts == {"delivered": 1, "dead_lettered": 0, "redelivered": 2}
-    assert sorted(k for k, _ in _Hook.seen) == ["E1", "E2", "E3"]
+    assert sorted(webhook.keys) == ["E1", "E2", "E3"]
     letters = {r["event_id"]: r["status"] for r in DeltaTable(path).to_pyarrow_table().to_pylist()}
     assert letters == {"E1": "delivered", "E2": "delivered"}
 

@@ -12,13 +12,9 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from typing import ClassVar
 
 import pytest
 from deltalake import DeltaTable
@@ -32,6 +28,7 @@ from tests.streaming.conftest import (
     ROOT,
     STREAM_START,
     Broker,
+    Webhook,
     lakehouse_copy,
     make_events,
     poison_messages,
@@ -74,31 +71,12 @@ def ensemble_ids(root: Path, prefix: str) -> Counter[str]:
     )
 
 
-class _Hook(BaseHTTPRequestHandler):
-    seen: ClassVar[list[str]] = []
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers["Content-Length"]))
-        _Hook.seen.append(self.headers["Idempotency-Key"])
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def hook() -> Iterator[str]:
-    _Hook.seen = []
-    server = HTTPServer(("127.0.0.1", 0), _Hook)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/alerts"
-    server.shutdown()
-    server.server_close()
-
-
 def test_kafka_poison_exactly_once_late_events_and_webhook_back(
-    spark: SparkSession, kafka_broker: Broker, trained_lakehouse: Path, tmp_path: Path, hook: str
+    spark: SparkSession,
+    kafka_broker: Broker,
+    trained_lakehouse: Path,
+    tmp_path: Path,
+    webhook: Webhook,
 ) -> None:
     root = lakehouse_copy(trained_lakehouse, tmp_path)
     topic = "tx_poison"
@@ -161,7 +139,9 @@ def test_kafka_poison_exactly_once_late_events_and_webhook_back(
     late = make_events("L", 1, start=dt.datetime(2024, 1, 3, 23, 0))
     more = make_events("M", 5, start=STREAM_START + dt.timedelta(hours=1), seed=2)
     produce(spark, kafka_broker, topic, good(late + more))
-    cfg_up = load_config(ROOT / "conf" / "transactions.yaml", [*base, f"stream.webhook_url={hook}"])
+    cfg_up = load_config(
+        ROOT / "conf" / "transactions.yaml", [*base, f"stream.webhook_url={webhook.url}"]
+    )
     stream.run(spark, cfg_up, RunContext("stream", None), available_now=True, timeout=400)
 
     assert ensemble_ids(root, "K") == Counter(str(e["transaction_id"]) for e in events)
@@ -175,7 +155,7 @@ def test_kafka_poison_exactly_once_late_events_and_webhook_back(
         ]
     ) == len(bad)
     # The webhook is back: the dead letters were redelivered.
-    assert set(alerts) <= set(_Hook.seen)
+    assert set(alerts) <= set(webhook.keys)
     assert all(
         r["status"] == "delivered" for r in table(root, "dead_letters") if r["target"] == "webhook"
     )

@@ -44,6 +44,8 @@ def test_override_values_are_typed() -> None:
         (["nonsense=1"], "unknown config key 'nonsense'"),
         (["spark.shuffle_partitions=abc"], "bad value for config key 'spark.shuffle_partitions'"),
         (["generate.days=0"], "bad value for config key 'generate.days'"),
+        # The sensor generator's episode rule is checked when the config loads.
+        (["generate.sensors.failure_hours=9"], "failure_hours must be <= degradation_hours"),
         (["scoring.detectors=[{name: x, threshold: {policy: magic}}]"], "scoring.detectors.0"),
         (["dataset=no-dashes"], "bad value for config key 'dataset'"),
         (["oops"], "--set expects key=value"),
