@@ -115,6 +115,7 @@ class Service:
         self.features = feature_names(self.source)
         self.registry_version = registry_version(self.source)
         self.key = self.contract.key[0]
+        self._columns = pd.Index(self.features)
         if self.features != FEATURES:
             raise ConfigError("serve: the online state's feature order is not the registry's")
         self.state = TransactionState(cfg.features.lookback_days, cfg.features.label_delay_days)
@@ -135,7 +136,7 @@ class Service:
         t0 = time.perf_counter()
         self.wal = WriteAheadLog(wal_dir(self.cfg))
         replayed = self._write_segments(self.wal.rotate())
-        self.members = load_members(self.spark, self.cfg)
+        self.members = _warmed(load_members(self.spark, self.cfg))
         loaded = self._rebuild_state()
         self.healthy = True
         log.info(
@@ -232,7 +233,7 @@ class Service:
             if accepted:
                 matrix = self.state.featurize_many([c.values for _, c in accepted])
                 # One float block: pandas wraps it without a per-column pass.
-                frame = pd.DataFrame(matrix, columns=self.features, copy=False)
+                frame = pd.DataFrame(matrix, columns=self._columns, copy=False)
                 scored = score_pandas(frame, members, self.cfg)
                 view = _ScoredRows(scored, members)
                 feats = matrix.tolist() if with_features else None
@@ -348,8 +349,9 @@ class Service:
         )
         if versions == self.model_version:
             return False
-        # Loaded (checksums verified) outside the request lock; swapped in one step.
-        members = load_members(self.spark, cfg)
+        # Loaded (checksums verified) and warmed outside the request lock; swapped in
+        # one step.
+        members = _warmed(load_members(self.spark, cfg))
         with self._lock:
             self.members = members
         log.info("serving model versions %s", self.model_version)
@@ -414,6 +416,20 @@ class Service:
             merge_insert(to_alerts(wide, members, cfg, ctx), cfg, "alerts", dates=dates)
         log.info("wrote %d logged events, %d quarantined to Delta (%s)", len(evts), len(bad), run)
         return len(records)
+
+
+def _warmed(members: list[Member]) -> list[Member]:
+    """``members`` after one attribution of one row each: what a detector builds on
+    first use (the Isolation Forest's tree tables, TreeSHAP's explainer: seconds)
+    is built before the first request, not in the first alert's answer."""
+    for m in members:
+        if m.bundle is None:
+            continue
+        try:
+            m.bundle.explain(m.bundle.fill_values[None, :])
+        except Exception as exc:  # e.g. scores rows in sequence: nothing to warm
+            log.debug("no warm-up attribution for %s: %s", m.id, exc)
+    return members
 
 
 def _logged_member(member_id: str, version: str, threshold: float) -> Member:
