@@ -182,10 +182,7 @@ class TransactionState:
 
     def _insert(
         self, events: Sequence[Mapping[str, Any]], cols: np.ndarray
-    ) -> tuple[
-        dict[str, tuple[_Entity, np.ndarray, np.ndarray]],
-        dict[str, tuple[_Entity, np.ndarray, np.ndarray]],
-    ]:
+    ) -> tuple[Placed, Placed]:
         """Insert the events (in time order) into their entities; per entity: the
         entity, the events' indices and their positions in it."""
         by_acct: dict[str, list[int]] = {}
@@ -269,10 +266,8 @@ class TransactionState:
         accts, merchs = self._insert(ordered, cols)
         rows = np.empty((k, len(FEATURES)))
         self._event_features(ordered, cols, rows)
-        for ent, q, pos in accts.values():
-            self._account_features(ent, cols[:, q], pos, rows, q)
-        for ent, q, pos in merchs.values():
-            self._merchant_features(ent, cols[:, q], pos, rows, q)
+        self._account_features(*_combined(accts, cols), rows)
+        self._merchant_features(*_combined(merchs, cols), rows)
         out[np.array(order, dtype=np.intp)] = rows
         self._maybe_prune()
         return out
@@ -292,9 +287,16 @@ class TransactionState:
         rows[:, _COL["dow_cos"]] = [math.cos(a) for a in dow]
 
     def _account_features(
-        self, ent: _Entity, new: np.ndarray, pos: np.ndarray, rows: np.ndarray, q: np.ndarray
+        self,
+        block: np.ndarray,
+        starts: np.ndarray,
+        new: np.ndarray,
+        pos: np.ndarray,
+        q: np.ndarray,
+        rows: np.ndarray,
     ) -> None:
-        n, ts = ent.n, ent.ts
+        n = block.shape[1] - 1
+        ts = block[TS, :n]
         t = new[TS]
         nw = len(_SECS)
         # Ranges: the four windows ending at the row (Spark's rangeBetween(-w, 0)),
@@ -302,13 +304,13 @@ class TransactionState:
         lo = np.searchsorted(ts, np.concatenate([*(t - s for s in _SECS), t - self.horizon]))
         hi = np.concatenate([np.tile(pos + 1, nw), np.searchsorted(ts, t - 1, side="right")])
         count = (hi - lo).astype(np.float64)
-        sums = _sums(ent.buf[: COS + 1, : n + 1], lo, hi)
-        # Sample std from sums shifted by the entity's mean (no cancellation); a
+        sums = _sums(block[: COS + 1], lo, hi)
+        # Sample std from sums shifted by each account's mean (no cancellation); a
         # range of equal values is exactly 0, as the two-pass formula gives.
-        logs = ent.buf[LOG, : n + 1]
-        shift = float(np.mean(logs[:n]))
-        y = logs - shift
-        y[n] = 0.0
+        logs = block[LOG]
+        sizes = np.diff(np.append(starts, n))
+        y = np.zeros(n + 1)
+        y[:n] = logs[:n] - np.repeat(np.add.reduceat(logs[:n], starts) / sizes, sizes)
         ys = _sums(np.vstack([y, y * y]), lo, hi)
         pairs = _pairs(lo, hi)
         spread = np.maximum.reduceat(logs, pairs)[0::2] - np.minimum.reduceat(logs, pairs)[0::2]
@@ -338,11 +340,11 @@ class TransactionState:
         # The 30-day std read by the models is the history's (legacy name).
         rows[q, _COL["acct_amount_std_30d"]] = std_h
         lo_h, hi_h = lo[h], hi[h]
-        prev = ent.buf[TS, np.maximum(hi_h - 1, 0)]
+        prev = block[TS, np.maximum(hi_h - 1, 0)]
         since = np.where(hi_h > lo_h, t - prev, float(self.horizon))
         rows[q, _COL["acct_secs_since_prev"]] = _log1p(since)
         for name, c in (("acct_new_merchant", MERCHANT), ("acct_new_country", COUNTRY)):
-            codes = ent.buf[c, :n].astype(np.int64)
+            codes = block[c, :n].astype(np.int64)
             seen = _seen_before(codes, lo_h, hi_h, new[c].astype(np.int64))
             rows[q, _COL[name]] = np.where(seen, 0.0, 1.0)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -351,9 +353,16 @@ class TransactionState:
         rows[q, _COL["acct_hour_deviation"]] = np.where(n_hist >= 3, dev, 0.0)
 
     def _merchant_features(
-        self, ent: _Entity, new: np.ndarray, pos: np.ndarray, rows: np.ndarray, q: np.ndarray
+        self,
+        block: np.ndarray,
+        starts: np.ndarray,
+        new: np.ndarray,
+        pos: np.ndarray,
+        q: np.ndarray,
+        rows: np.ndarray,
     ) -> None:
-        n, ts = ent.n, ent.ts
+        n = block.shape[1] - 1
+        ts = block[TS, :n]
         t = new[TS]
         nw = len(_SECS)
         delay = self.delay_days * DAY if self.delay_days > 0 else 1
@@ -377,7 +386,7 @@ class TransactionState:
             ]
         )
         count = np.maximum(hi - lo, 0).astype(np.float64)
-        sums = _sums(ent.buf[: FRAUD + 1, : n + 1], lo, hi)
+        sums = _sums(block[: FRAUD + 1], lo, hi)
         s, ss = sums[LOG], sums[LOG2]
         with np.errstate(divide="ignore", invalid="ignore"):
             mean = s / count
@@ -405,6 +414,42 @@ class TransactionState:
         with np.errstate(divide="ignore", invalid="ignore"):
             risk = sums[FRAUD, r] / count[r]
         rows[q, _COL["merchant_risk_7d"]] = np.where(count[r] > 0, risk, 0.0)
+
+
+# Times of the k-th entity of a request, moved on by k * _GAP seconds in the
+# combined block: no window reaches from one entity's rows into another's, and
+# the times stay exact integers in a double.
+_GAP = float(2**36)
+
+Placed = dict[str, tuple[_Entity, np.ndarray, np.ndarray]]
+
+
+def _combined(
+    placed: Placed, cols: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A request's entities as one block (their rows one after another, the
+    times moved apart by ``_GAP``, a zero column after the last), so every
+    window of every entity is found and summed by one numpy call each: the
+    block, each entity's first row, the events' columns (times moved the same
+    way), their positions in the block, their indices in the request."""
+    parts = list(placed.values())
+    if len(parts) == 1:
+        ent, q, pos = parts[0]
+        return ent.buf[:, : ent.n + 1], np.zeros(1, np.intp), cols[:, q], pos, q
+    sizes = np.array([ent.n for ent, _, _ in parts], dtype=np.intp)
+    starts = np.concatenate([[0], np.cumsum(sizes[:-1])]).astype(np.intp)
+    total = int(sizes.sum())
+    block = np.zeros((_WIDTH, total + 1))
+    for (ent, _, _), s in zip(parts, starts.tolist(), strict=True):
+        block[:, s : s + ent.n] = ent.buf[:, : ent.n]
+    gap = np.arange(len(parts)) * _GAP
+    block[TS, :total] += np.repeat(gap, sizes)
+    counts = np.array([len(qs) for _, qs, _ in parts], dtype=np.intp)
+    q = np.concatenate([qs for _, qs, _ in parts])
+    pos = np.concatenate([p for _, _, p in parts]) + np.repeat(starts, counts)
+    new = cols[:, q]
+    new[TS] += np.repeat(gap, counts)
+    return block, starts, new, pos, q
 
 
 def _pairs(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:

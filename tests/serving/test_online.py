@@ -26,7 +26,7 @@ EXACT = [
 
 
 def _events(
-    rnd: random.Random, n: int, start: dt.datetime, days: float, tag: str
+    rnd: random.Random, n: int, start: dt.datetime, days: float, tag: str, accounts: int = 12
 ) -> list[dict[str, Any]]:
     out = []
     for k in range(n):
@@ -40,7 +40,7 @@ def _events(
         out.append(
             {
                 "transaction_id": f"{tag}-{k}",
-                "account_id": f"a{rnd.randrange(12)}",
+                "account_id": f"a{rnd.randrange(accounts)}",
                 "merchant_id": f"m{rnd.randrange(6)}",
                 "country": rnd.choice(["DE", "FR", "FR", "NL"]),
                 "amount": amount,
@@ -73,7 +73,9 @@ def test_featurize_many_equals_per_event_state(lookback: int, delay: int) -> Non
     for r, size in enumerate([1, 1, 7, 400, 1, 60, 3, 250, 1, 1, 120]):
         # Mostly after the history, some late arrivals (earlier than events seen).
         days_back = 5 if r % 3 == 0 else 0
-        events = _events(rnd, size, t0 - dt.timedelta(days=days_back), 2, f"r{r}")
+        # Request 7 brings accounts never seen, beside known ones.
+        accounts = 30 if r == 7 else 12
+        events = _events(rnd, size, t0 - dt.timedelta(days=days_back), 2, f"r{r}", accounts)
         if size > 5:
             events[1] = {**events[0], "transaction_id": f"r{r}-tie", "amount": 10.0}
         if r == 5:
