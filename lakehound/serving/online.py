@@ -4,13 +4,14 @@ computes in Spark for those events.
 
 Each account and merchant keeps its recent events as small time-sorted column
 arrays (kept for the longest window the features read). A request's events are
-processed in event-time order, each one inserted before its features are read, so
+processed in event-time order, each one's frames ending at its own row, so
 frames that end at the row include it, exactly like Spark's range frames, and see
-the request's earlier events. The work is per entity, not per event: an entity's
-new events are inserted in one step (after the rows of their second already
-there, in arrival order), every window of every one of them is a row range found
-by one binary search over the entity's times, and all the ranges' sums come from
-one ``np.add.reduceat``. The formulas are the Spark ones, including where they
+the request's earlier events. The work is per request, not per event: an
+entity's new events are inserted in one step (after the rows of their second
+already there, in arrival order), then the request's accounts (merchants) are
+laid one after another in one block with their times moved apart, so every window
+of every event is a row range found by one binary search and all the ranges' sums
+come from one ``np.add.reduceat``. The formulas are the Spark ones, including where they
 differ by entity: account windows take the sample standard deviation of the rows
 (here from sums of the log amounts shifted by the entity's mean, so no
 cancellation; a window of equal amounts gives exactly 0), merchant windows derive
