@@ -4,9 +4,9 @@ computes in Spark for those events.
 
 Each account and merchant keeps its recent events as small time-sorted column
 arrays (kept for the longest window the features read). A request's events are
-processed in event-time order, each one's frames ending at its own row, so
-frames that end at the row include it, exactly like Spark's range frames, and see
-the request's earlier events. The work is per request, not per event: an
+processed in event-time order: each one's frames end at its own row, so they
+include it, exactly like Spark's range frames, and see the request's earlier
+events. The work is per request, not per event: an
 entity's new events are inserted in one step (after the rows of their second
 already there, in arrival order), then the request's accounts (merchants) are
 laid one after another in one block with their times moved apart, so every window
