@@ -241,7 +241,9 @@ def _model_and_features(lakehouse: Path) -> tuple[str, list[list[float]]]:
     artifact = Path(model["artifact_path"])
     artifact = artifact if artifact.is_absolute() else table / artifact
     feats = DeltaTable(str(table / "features")).to_pyarrow_table(columns=model["features"])
-    X = np.column_stack([feats.column(c).to_numpy() for c in model["features"]])[:20_000]
+    X = np.column_stack([feats.column(c).to_numpy() for c in model["features"]])
+    # Bare score_samples refuses NaN (the bundle imputes it): complete rows only.
+    X = X[np.isfinite(X).all(axis=1)][:20_000]
     return str(artifact / "model.pkl"), X.tolist()
 
 
