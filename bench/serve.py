@@ -86,7 +86,8 @@ TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 def replay(evts: list[dict[str, str]], run: str) -> Any:
     """``take(n)``: the next ``n`` events of the endless replay (see the module doc)."""
     times = [dt.datetime.strptime(e["event_ts"], TS_FORMAT) for e in evts]
-    span = dt.timedelta(days=(times[-1].date() - times[0].date()).days + 1) if times else None
+    days = (times[-1].date() - times[0].date()).days + 1 if times else 0
+    span = dt.timedelta(days=days)
     used = 0
 
     def take(n: int) -> list[dict[str, str]]:

@@ -191,15 +191,15 @@ class TransactionState:
         for q, e in enumerate(events):
             by_acct.setdefault(str(e["account_id"]), []).append(q)
             by_merch.setdefault(str(e["merchant_id"]), []).append(q)
-        out = []
+        out: list[Placed] = []
         for groups, entities in ((by_acct, self.accounts), (by_merch, self.merchants)):
-            placed = {}
+            placed: Placed = {}
             for key, qs in groups.items():
                 ent = entities.get(key)
                 if ent is None:
                     ent = entities[key] = _Entity()
-                q = np.array(qs, dtype=np.intp)
-                placed[key] = (ent, q, ent.insert(cols[:, q]))
+                idx = np.array(qs, dtype=np.intp)
+                placed[key] = (ent, idx, ent.insert(cols[:, idx]))
             out.append(placed)
         if len(events):
             self.latest = max(self.latest, float(cols[TS].max()))
