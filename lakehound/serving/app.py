@@ -33,6 +33,11 @@ LINES_TYPES = ("application/jsonlines", "application/jsonl", "application/x-ndjs
 CSV_TYPES = ("text/csv",)
 
 
+# One encoder for the raw text of every listed event (json.dumps with options builds
+# one per call).
+_compact = json.JSONEncoder(separators=(",", ":")).encode
+
+
 class BadRequest(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -53,7 +58,7 @@ def parse_body(body: bytes, content_type: str) -> tuple[list[Item], bool]:
         except json.JSONDecodeError as exc:
             raise BadRequest(400, f"body is not JSON: {exc}") from None
         if isinstance(obj, list):
-            return [Item(_record(o), json.dumps(o, separators=(",", ":"))) for o in obj], False
+            return [Item(_record(o), _compact(o)) for o in obj], False
         return [Item(_record(obj), text.strip())], True
     if ctype in LINES_TYPES:
         items = []

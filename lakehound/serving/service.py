@@ -46,7 +46,7 @@ from lakehound.scoring import (
 )
 from lakehound.scoring.core import DetectorScores
 from lakehound.serving import events
-from lakehound.serving.online import TransactionState
+from lakehound.serving.online import FEATURES, TransactionState
 from lakehound.serving.wal import WriteAheadLog, read_segment
 from lakehound.streaming.process import STREAM_EVENTS
 from lakehound.streaming.sinks import merge_insert
@@ -65,6 +65,29 @@ class Item:
 
     fields: dict[str, Any] | None
     raw: str
+
+
+class _Scored:
+    """One detector's scores as Python lists (one conversion per request, not per field)."""
+
+    __slots__ = ("explanation", "is_anomaly", "raw", "severity")
+
+    def __init__(self, d: DetectorScores) -> None:
+        self.raw: list[float] = np.asarray(d.raw, dtype=np.float64).tolist()
+        self.severity: list[float] = np.asarray(d.severity, dtype=np.float64).tolist()
+        self.is_anomaly: list[bool] = np.asarray(d.is_anomaly, dtype=bool).tolist()
+        self.explanation = d.explanation
+
+
+class _ScoredRows:
+    """A request's :class:`BatchScores` as Python values, row by row."""
+
+    def __init__(self, scores: BatchScores, members: list[Member]) -> None:
+        self.scores = scores
+        self.members = members
+        self.detectors = [(m.id, _Scored(scores.detectors[m.id])) for m in members]
+        self.severity: list[float] = np.asarray(scores.severity, dtype=np.float64).tolist()
+        self.is_alert: list[bool] = np.asarray(scores.is_alert, dtype=bool).tolist()
 
 
 def wal_dir(cfg: Config) -> Path:
@@ -91,6 +114,10 @@ class Service:
         self.source = source_of(cfg)
         self.features = feature_names(self.source)
         self.registry_version = registry_version(self.source)
+        self.key = self.contract.key[0]
+        self._columns = pd.Index(self.features)
+        if self.features != FEATURES:
+            raise ConfigError("serve: the online state's feature order is not the registry's")
         self.state = TransactionState(cfg.features.lookback_days, cfg.features.label_delay_days)
         self.seen: set[str] = set()
         self.members: list[Member] = []
@@ -109,7 +136,7 @@ class Service:
         t0 = time.perf_counter()
         self.wal = WriteAheadLog(wal_dir(self.cfg))
         replayed = self._write_segments(self.wal.rotate())
-        self.members = load_members(self.spark, self.cfg)
+        self.members = _warmed(load_members(self.spark, self.cfg))
         loaded = self._rebuild_state()
         self.healthy = True
         log.info(
@@ -200,18 +227,19 @@ class Service:
                     "reasons": c.reasons,
                 }
                 records.append(self._quarantine_record(c, f"{request_id}:{i}", now))
-            # In event-time order, as the batch frames see a request's events.
+            # In event-time order, as the batch frames see a request's events (the
+            # state reads them in that order too, each entity's in one step).
             accepted.sort(key=lambda ic: ic[1].values["event_ts"])
-            feats = [self.state.featurize(c.values) for _, c in accepted]
             if accepted:
-                # One float block, not a list of dicts or of columns: pandas builds it
-                # without a per-column pass (that cost more than scoring one event).
-                matrix = np.array([[f[c] for c in self.features] for f in feats], np.float64)
-                frame = pd.DataFrame(matrix, columns=self.features, copy=False)
+                matrix = self.state.featurize_many([c.values for _, c in accepted])
+                # One float block: pandas wraps it without a per-column pass.
+                frame = pd.DataFrame(matrix, columns=self._columns, copy=False)
                 scored = score_pandas(frame, members, self.cfg)
+                view = _ScoredRows(scored, members)
+                feats = matrix.tolist() if with_features else None
                 for row, (i, c) in enumerate(accepted):
-                    results[i] = self._result(c, row, scored, members, feats[row], with_features)
-                    records.append(self._event_record(c, row, scored, members))
+                    results[i] = self._result(c, row, view, feats[row] if feats else None)
+                    records.append(self._event_record(c, row, view))
             assert self.wal is not None
             self.wal.append(records)
         latency = round((time.perf_counter() - started) * 1000.0, 3)
@@ -221,41 +249,33 @@ class Service:
         return results
 
     def _result(
-        self,
-        c: events.Checked,
-        row: int,
-        s: BatchScores,
-        members: list[Member],
-        feats: dict[str, float],
-        with_features: bool,
+        self, c: events.Checked, row: int, s: _ScoredRows, feats: list[float] | None
     ) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "event_id": c.values[self.contract.key[0]],
-            "severity": float(s.severity[row]),
-            "alert": bool(s.is_alert[row]),
+            "event_id": c.values[self.key],
+            "severity": s.severity[row],
+            "alert": s.is_alert[row],
             "detectors": {
-                m.id: {
-                    "severity": float(s.detectors[m.id].severity[row]),
-                    "raw_score": _clean(float(s.detectors[m.id].raw[row])),
-                    "is_anomaly": bool(s.detectors[m.id].is_anomaly[row]),
+                m: {
+                    "severity": d.severity[row],
+                    "raw_score": _clean(d.raw[row]),
+                    "is_anomaly": d.is_anomaly[row],
                 }
-                for m in members
+                for m, d in s.detectors
             },
             "explanation": [
                 {"feature": f, "value": _clean(v), "contribution": _clean(ct), "method": m}
-                for f, v, ct, m in s.explanation[row]
+                for f, v, ct, m in s.scores.explanation[row]
             ],
-            "contributions": s.contributions[row],
-            "model_version": s.model_version,
+            "contributions": s.scores.contributions[row],
+            "model_version": s.scores.model_version,
             "feature_registry_version": self.registry_version,
         }
-        if with_features:
-            out["features"] = {k: _clean(v) for k, v in feats.items()}
+        if feats is not None:
+            out["features"] = {k: _clean(v) for k, v in zip(self.features, feats, strict=True)}
         return out
 
-    def _event_record(
-        self, c: events.Checked, row: int, s: BatchScores, members: list[Member]
-    ) -> dict[str, Any]:
+    def _event_record(self, c: events.Checked, row: int, s: _ScoredRows) -> dict[str, Any]:
         v = c.values
         return {
             "kind": "event",
@@ -264,20 +284,20 @@ class Service:
             },
             "detectors": [
                 {
-                    "id": m.id,
-                    "version": m.model.version,
-                    "threshold": m.threshold,
-                    "raw": _clean(float(s.detectors[m.id].raw[row])),
-                    "severity": float(s.detectors[m.id].severity[row]),
-                    "is_anomaly": bool(s.detectors[m.id].is_anomaly[row]),
-                    "explanation": s.detectors[m.id].explanation[row],
+                    "id": m,
+                    "version": member.model.version,
+                    "threshold": member.threshold,
+                    "raw": _clean(d.raw[row]),
+                    "severity": d.severity[row],
+                    "is_anomaly": d.is_anomaly[row],
+                    "explanation": d.explanation[row],
                 }
-                for m in members
+                for (m, d), member in zip(s.detectors, s.members, strict=True)
             ],
-            "severity": float(s.severity[row]),
-            "contributions": s.contributions[row],
-            "explanation": s.explanation[row],
-            "flagged_by": s.flagged_by[row],
+            "severity": s.severity[row],
+            "contributions": s.scores.contributions[row],
+            "explanation": s.scores.explanation[row],
+            "flagged_by": s.scores.flagged_by[row],
         }
 
     def _quarantine_record(self, c: events.Checked, where: str, now: dt.datetime) -> dict[str, Any]:
@@ -329,8 +349,9 @@ class Service:
         )
         if versions == self.model_version:
             return False
-        # Loaded (checksums verified) outside the request lock; swapped in one step.
-        members = load_members(self.spark, cfg)
+        # Loaded (checksums verified) and warmed outside the request lock; swapped in
+        # one step.
+        members = _warmed(load_members(self.spark, cfg))
         with self._lock:
             self.members = members
         log.info("serving model versions %s", self.model_version)
@@ -395,6 +416,20 @@ class Service:
             merge_insert(to_alerts(wide, members, cfg, ctx), cfg, "alerts", dates=dates)
         log.info("wrote %d logged events, %d quarantined to Delta (%s)", len(evts), len(bad), run)
         return len(records)
+
+
+def _warmed(members: list[Member]) -> list[Member]:
+    """``members`` after one attribution of one row each: what a detector builds on
+    first use (the Isolation Forest's tree tables, TreeSHAP's explainer: seconds)
+    is built before the first request, not in the first alert's answer."""
+    for m in members:
+        if m.bundle is None:
+            continue
+        try:
+            m.bundle.explain(m.bundle.fill_values[None, :])
+        except Exception as exc:  # e.g. scores rows in sequence: nothing to warm
+            log.debug("no warm-up attribution for %s: %s", m.id, exc)
+    return members
 
 
 def _logged_member(member_id: str, version: str, threshold: float) -> Member:

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("lakehound.serve")
+# One encoder for every record (json.dumps with options builds one per call).
+_encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
 
 
 class WriteAheadLog:
@@ -48,9 +50,7 @@ class WriteAheadLog:
         """Write ``records`` and fsync: when this returns they survive a crash."""
         if not records:
             return
-        data = b"".join(
-            json.dumps(r, separators=(",", ":"), default=str).encode() + b"\n" for r in records
-        )
+        data = ("\n".join(map(_encode, records)) + "\n").encode()
         with self._lock:
             self._fh.write(data)
             self._fh.flush()

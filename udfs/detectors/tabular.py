@@ -91,6 +91,11 @@ class IsolationForest(BaseDetector):
         return top_k_by_abs(tables.attribution(tables.leaves(X), X.shape[1]), top_k)
 
 
+# Up to this many rows, all trees are walked at once (one numpy step per level);
+# above, one Tree.apply per tree is cheaper.
+WALK_ROWS = 16
+
+
 class _ForestTables:
     """Per-tree lookup tables of a fitted scikit-learn forest, built once per process.
 
@@ -120,6 +125,31 @@ class _ForestTables:
         for t, p in enumerate(paths):
             self.path_feature[t, : p.shape[0], : p.shape[1]] = p
         self.weight = 1.0 / (np.arange(depth, dtype=np.float64) + 1.0)
+        # All trees as one padded node table (trees x nodes, flattened), for walking
+        # every tree at once: a leaf points to itself, so extra steps stay put.
+        self.n_trees, self.n_nodes = len(self.trees), n_nodes
+        self.max_depth = max(int(t.max_depth) for t in self.trees)
+        node_ids = np.arange(n_nodes, dtype=np.intp)
+        self.left = np.tile(node_ids, (len(self.trees), 1))
+        self.right = self.left.copy()
+        self.split = np.zeros((len(self.trees), n_nodes), dtype=np.intp)
+        self.cut = np.full((len(self.trees), n_nodes), np.inf)
+        for t, (tree, feats) in enumerate(zip(self.trees, self.features, strict=True)):
+            m = tree.node_count
+            inner = tree.children_left >= 0
+            self.left[t, :m] = np.where(inner, tree.children_left, node_ids[:m])
+            self.right[t, :m] = np.where(inner, tree.children_right, node_ids[:m])
+            self.split[t, :m] = np.where(inner, feats[np.maximum(tree.feature, 0)], 0)
+            self.cut[t, :m] = np.where(inner, tree.threshold, np.inf)
+        offset = (np.arange(len(self.trees), dtype=np.intp) * n_nodes)[:, None]
+        self.left = (self.left + offset).ravel()
+        self.right = (self.right + offset).ravel()
+        self.split, self.cut = self.split.ravel(), self.cut.ravel()
+        self.offset = offset
+        if self.exact:
+            self.leaf_flat = np.zeros(len(self.trees) * n_nodes)
+            for t, lv in enumerate(self.leaf_value):
+                self.leaf_flat[t * n_nodes : t * n_nodes + len(lv)] = lv
 
     @classmethod
     def build(cls, model: _SkIsolationForest, n_features: int) -> _ForestTables:
@@ -129,10 +159,30 @@ class _ForestTables:
         # score_samples validates to float32 before walking the trees: the same cut.
         return np.asarray(X, dtype=np.float32)
 
+    def walk(self, X32: np.ndarray) -> np.ndarray:
+        """Each row's leaf in each tree (trees x rows, as flat indices into the
+        padded node table), all trees at once: the comparisons of ``Tree.apply``
+        (float32 value <= float64 threshold), one numpy step per level instead of
+        one call per tree."""
+        n, d = X32.shape
+        flat = X32.ravel()
+        base = np.arange(n, dtype=np.intp) * d
+        node = np.broadcast_to(self.offset, (self.n_trees, n)).copy()
+        for _ in range(self.max_depth):
+            go_left = flat[base + self.split[node]] <= self.cut[node]
+            node = np.where(go_left, self.left[node], self.right[node])
+        return node
+
     def depths(self, X: np.ndarray, leaves_out: np.ndarray | None) -> np.ndarray:
         """scikit-learn's summed depths (``_compute_score_samples``), optionally
         keeping each row's leaf per tree in ``leaves_out`` (trees x rows)."""
         X32 = self._inputs(X)
+        if X32.shape[0] <= WALK_ROWS:
+            flat = self.walk(X32)
+            if leaves_out is not None:
+                leaves_out[:] = flat - self.offset
+            # Added tree by tree from 0, as scikit-learn's loop does (bit-identical).
+            return np.cumsum(self.leaf_flat[flat], axis=0)[-1]
         depths = np.zeros(X32.shape[0], dtype=np.float64, order="F")
         for t, (tree, feats) in enumerate(zip(self.trees, self.features, strict=True)):
             leaves = tree.apply(X32[:, feats] if self.subsample else X32)
@@ -158,6 +208,8 @@ class _ForestTables:
 
     def leaves(self, X: np.ndarray) -> np.ndarray:
         X32 = self._inputs(X)
+        if X32.shape[0] <= WALK_ROWS:
+            return self.walk(X32) - self.offset
         return np.stack(
             [
                 tree.apply(X32[:, feats] if self.subsample else X32)
