@@ -89,7 +89,9 @@ def best_f1_cut(
         raise ValueError("best_f1_cut needs at least one positive label")
     order = np.argsort(-ss, kind="mergesort")
     ys, sc = yy[order], ss[order]
-    last = np.r_[np.flatnonzero(np.diff(sc)), ys.size - 1]
+    # The last row of each group of equal scores; compared, not differenced: the
+    # difference of two -inf (NaN) or two +inf scores is NaN, which would split a tie.
+    last = np.r_[np.flatnonzero(sc[1:] != sc[:-1]), ys.size - 1]
     tp = np.cumsum(ys)[last]
     flagged = last + 1
     f1 = 2 * tp / (flagged + n_pos)

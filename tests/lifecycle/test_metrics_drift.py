@@ -39,6 +39,16 @@ def test_precision_at_k_and_best_cut_by_hand() -> None:
     assert (cut, f1) == (0.7, pytest.approx(2 / 3))
 
 
+def test_best_cut_keeps_unscored_rows_one_tie() -> None:
+    # NaN scores rank lowest as one tied group. Cuts: 1.0 flags the negative only
+    # (F1 0); below it every row is flagged: F1 = 2*1/(3+1) = 0.5. A cut inside the
+    # NaN group (flagging 2 of 3 rows, F1 2/3) does not exist, whatever the row order.
+    for y, s in (([0, 1, 0], [1.0, np.nan, np.nan]), ([0, 0, 1], [1.0, np.nan, np.nan])):
+        cut, f1 = metrics.best_f1_cut(np.array(y), np.array(s))
+        assert f1 == pytest.approx(0.5)
+        assert cut == -np.inf
+
+
 def test_ranking_metrics_by_hand() -> None:
     # Ranked 0.9 (+), 0.8 (-), 0.7 (+), 0.1 (-): AP = (1/1 + 2/3) / 2; ROC: 3 of the 4
     # (positive, negative) pairs are ordered right.
